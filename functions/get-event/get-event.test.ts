@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createEvent, createVenue, serve, type RunningFunction } from '../../shared/test-support/index.js';
+import getEvent from './index.js';
+
+let fn: RunningFunction;
+before(async () => (fn = await serve(getEvent)));
+after(() => fn.stop());
+
+test('an event reads in the original shape, with capacity left and an exact price', async () => {
+  const venue = await createVenue({ totalCapacity: 300 });
+  const event = await createEvent({ venueId: venue.venueId, capacity: 250, ticketPrice: '19.99' });
+
+  const res = await fetch(`${fn.url}/api/v1/inventory/event/${event.eventId}`);
+
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+  const text = await res.text();
+  assert.match(text, /"ticketPrice":19\.99[,}]/);
+  assert.deepEqual(JSON.parse(text), {
+    eventId: event.eventId,
+    event: event.name,
+    capacity: 250,
+    ticketPrice: 19.99,
+    venue: { id: venue.venueId, name: venue.name, address: '1 Test Street', totalCapacity: 300 },
+  });
+});
+
+test('an unknown event is a 404 problem', async () => {
+  const res = await fetch(`${fn.url}/api/v1/inventory/event/2147483000`);
+  assert.equal(res.status, 404);
+  assert.equal(res.headers.get('content-type'), 'application/problem+json');
+  const problem = (await res.json()) as { type: string; status: number; detail: string };
+  assert.equal(problem.status, 404);
+  assert.equal(problem.type, 'urn:boxoffice:problem:not-found');
+  assert.match(problem.detail, /Event 2147483000/);
+});
+
+for (const id of ['abc', '0', '-3', '1.5', '99999999999', '%E0%A4%A']) {
+  test(`a malformed event id (${id}) is a 400 problem naming the id`, async () => {
+    const res = await fetch(`${fn.url}/api/v1/inventory/event/${id}`);
+    assert.equal(res.status, 400);
+    assert.equal(res.headers.get('content-type'), 'application/problem+json');
+    const problem = (await res.json()) as { invalidParams: { name: string }[] };
+    assert.match(problem.invalidParams[0]?.name ?? '', /^path/);
+  });
+}
+
+test('a wrong method is a 405 problem with Allow', async () => {
+  const res = await fetch(`${fn.url}/api/v1/inventory/event/1`, { method: 'DELETE' });
+  assert.equal(res.status, 405);
+  assert.equal(res.headers.get('allow'), 'GET');
+  assert.equal(res.headers.get('content-type'), 'application/problem+json');
+});
+
+test('a path this function does not serve is a 404 problem', async () => {
+  const res = await fetch(`${fn.url}/api/v1/inventory/events/1/extra`);
+  assert.equal(res.status, 404);
+  assert.equal(res.headers.get('content-type'), 'application/problem+json');
+});

@@ -1,0 +1,27 @@
+import { listEvents } from '../../shared/catalogue.js';
+import { pool } from '../../shared/db.js';
+import { httpFunction } from '../../shared/http-function.js';
+
+interface Page {
+  limit: number;
+  offset: number;
+}
+
+/** GET /api/v1/inventory/events: the catalogue, public, a page at a time. */
+export default httpFunction<Record<string, never>, Page>({
+  name: 'list-events',
+  route: { method: 'GET', path: '/api/v1/inventory/events' },
+  schemas: {
+    query: {
+      type: 'object',
+      properties: {
+        limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
+        offset: { type: 'integer', minimum: 0, maximum: 1000000, default: 0 },
+      },
+      additionalProperties: false,
+    },
+  },
+  async handle({ query }) {
+    return { body: await listEvents(pool, query) };
+  },
+});

@@ -1,0 +1,44 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { migrateDatabase } from '../shared/migrate.js';
+import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
+
+// `npm test`: every test file against a real, freshly migrated Postgres
+// database of its own: DATABASE_URL's server if set, else the machine's at
+// 127.0.0.1:5432 if it answers, else an embedded one. The database is
+// dropped afterwards, whatever the outcome.
+const roots = ['functions', 'shared', 'scripts'];
+const files = roots.flatMap((root) =>
+  readdirSync(root, { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.test.ts'))
+    .map((file) => join(root, file))
+    .sort(),
+);
+
+const server = process.env.DATABASE_URL
+  ? { adminUrl: process.env.DATABASE_URL, stop: async () => undefined }
+  : await localPostgres({ dataDir: '.data/test-postgres', port: 54330, preferMachine: true });
+const name = `boxoffice_test_${randomBytes(4).toString('hex')}`;
+const databaseUrl = await ensureDatabase(server.adminUrl, name);
+let code: number;
+try {
+  await migrateDatabase(databaseUrl);
+  console.log(`tests use database ${name} on ${new URL(databaseUrl).host}`);
+  code = await run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+  });
+} finally {
+  await dropDatabase(server.adminUrl, name);
+  await server.stop();
+}
+process.exit(code);
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve) => {
+    spawn(command, args, { stdio: 'inherit', env }).on('exit', (status) => resolve(status ?? 1));
+  });
+}

@@ -1,0 +1,26 @@
+/** A setting that cannot be used; start-up prints it and exits 1. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function integer(name: string, fallback: number, min = 0): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return value;
+}
+
+/** Every setting a function reads, from the environment, checked once. */
+export const config = {
+  port: integer('PORT', 8080, 0),
+  databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/boxoffice',
+  databasePoolSize: integer('DATABASE_POOL_SIZE', 10, 1),
+  /** Largest request body read before the function runs; larger ones get 413. */
+  bodyLimitBytes: integer('BODY_LIMIT_BYTES', 64 * 1024, 1),
+  /** Requests served at once before new ones are shed with 503 + Retry-After. */
+  maxInflight: integer('MAX_INFLIGHT', 256, 1),
+  /** How long SIGTERM waits for in-flight requests before closing anyway. */
+  drainTimeoutMs: integer('DRAIN_TIMEOUT_MS', 10_000, 0),
+  logLevel: process.env.LOG_LEVEL || 'info',
+};

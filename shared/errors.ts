@@ -1,0 +1,77 @@
+import type { ServerResponse } from 'node:http';
+
+/** One validation failure, pointing at the offending part of the request. */
+export interface InvalidParam {
+  /** Where the problem is, e.g. `body/ticketCount` or `path/eventId`. */
+  name: string;
+  reason: string;
+}
+
+/**
+ * An error a caller can act on: a status, a stable problem type and a human
+ * title. Every error a function answers with is one of these; anything else
+ * becomes a 500 that hides its details.
+ */
+export class Problem extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly title: string,
+    readonly detail?: string,
+    readonly extra: { invalidParams?: InvalidParam[]; headers?: Record<string, string> } = {},
+  ) {
+    super(detail ?? title);
+    this.name = 'Problem';
+  }
+}
+
+/** The catalogue: every problem the API can answer with, defined once. */
+export const problems = {
+  validation: (invalidParams: InvalidParam[]) =>
+    new Problem(400, 'validation-failed', 'Request is not valid', invalidParams.map((p) => `${p.name} ${p.reason}`).join('; '), { invalidParams }),
+  malformedJson: (detail: string) => new Problem(400, 'malformed-json', 'Request body is not valid JSON', detail),
+  notFound: (what: string) => new Problem(404, 'not-found', 'Not found', what),
+  routeNotFound: (path: string) => new Problem(404, 'route-not-found', 'No such route', `Nothing is served at ${path}`),
+  methodNotAllowed: (method: string, allowed: string[]) =>
+    new Problem(405, 'method-not-allowed', 'Method not allowed', `${method} is not allowed here; use ${allowed.join(', ')}`, {
+      headers: { Allow: allowed.join(', ') },
+    }),
+  bodyTooLarge: (limit: number) => new Problem(413, 'body-too-large', 'Request body too large', `The body may be at most ${limit} bytes`),
+  unsupportedMediaType: (type: string) =>
+    new Problem(415, 'unsupported-media-type', 'Unsupported media type', `Send application/json, not ${type || 'no content type'}`),
+  overloaded: (retryAfterSeconds: number) =>
+    new Problem(503, 'overloaded', 'Service is busy', 'Too many requests in flight; retry shortly', {
+      headers: { 'Retry-After': String(retryAfterSeconds) },
+    }),
+  notReady: (detail: string) => new Problem(503, 'not-ready', 'Service is not ready', detail, { headers: { 'Retry-After': '1' } }),
+  upstreamUnavailable: (detail: string) =>
+    new Problem(502, 'upstream-unavailable', 'Upstream function unavailable', detail),
+  internal: () => new Problem(500, 'internal', 'Internal error', 'Something went wrong on our side; it has been logged'),
+} as const;
+
+const PROBLEM_TYPE_PREFIX = 'urn:boxoffice:problem:';
+
+/** Anything thrown, as the Problem a caller should see. */
+export function asProblem(error: unknown): Problem {
+  return error instanceof Problem ? error : problems.internal();
+}
+
+/** The single place where errors become `application/problem+json` (RFC 9457). */
+export function sendProblem(res: ServerResponse, error: unknown, instance?: string): Problem {
+  const problem = asProblem(error);
+  const body = {
+    type: PROBLEM_TYPE_PREFIX + problem.code,
+    title: problem.title,
+    status: problem.status,
+    ...(problem.detail === undefined ? {} : { detail: problem.detail }),
+    ...(instance === undefined ? {} : { instance }),
+    ...(problem.extra.invalidParams ? { invalidParams: problem.extra.invalidParams } : {}),
+  };
+  if (!res.headersSent) {
+    for (const [name, value] of Object.entries(problem.extra.headers ?? {})) res.setHeader(name, value);
+    res.statusCode = problem.status;
+    res.setHeader('Content-Type', 'application/problem+json');
+    res.end(JSON.stringify(body));
+  }
+  return problem;
+}

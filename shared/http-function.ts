@@ -1,0 +1,102 @@
+import * as functions from '@google-cloud/functions-framework';
+import type { IncomingHttpHeaders } from 'node:http';
+import { problems, sendProblem } from './errors.js';
+import { toJson } from './json.js';
+import { log } from './log.js';
+import { matchPath, type Route } from './route.js';
+import { validator, type Validator } from './validation.js';
+
+/** What a handler receives: the request, validated and typed. */
+export interface HttpRequest<Params, Query, Body> {
+  params: Params;
+  query: Query;
+  body: Body;
+  headers: IncomingHttpHeaders;
+  requestId: string;
+}
+
+/** What a handler answers; the body is written as JSON (Decimals exact). */
+export interface HttpResult {
+  status?: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface HttpFunctionSpec<Params, Query, Body> {
+  name: string;
+  route: Route;
+  /** JSON Schemas for the parts of the request the function reads. */
+  schemas?: { path?: object; query?: object; body?: object };
+  handle(request: HttpRequest<Params, Query, Body>): Promise<HttpResult>;
+}
+
+/** A function as the host, the gateway and the deployment files see it. */
+export interface FunctionDefinition {
+  name: string;
+  signature: 'http' | 'cloudevent';
+  route?: Route;
+  schemas?: { path?: object; query?: object; body?: object };
+}
+
+const noExtras = { type: 'object', additionalProperties: false } as const;
+const routeLabels = new WeakMap<object, string>();
+
+/** The route a response was served under, for metrics; `unmatched` if none. */
+export function routeLabel(res: object): string {
+  return routeLabels.get(res) ?? 'unmatched';
+}
+
+/**
+ * Registers a functions-framework HTTP function that serves one route:
+ * it matches the path, validates path, query and body against their
+ * schemas, runs the handler and writes its JSON, and turns every error into
+ * problem+json. Handlers only ever see valid input.
+ */
+export function httpFunction<Params = Record<string, never>, Query = Record<string, never>, Body = undefined>(
+  spec: HttpFunctionSpec<Params, Query, Body>,
+): FunctionDefinition {
+  const validate = {
+    path: validator<Params>('path', spec.schemas?.path ?? noExtras),
+    query: validator<Query>('query', spec.schemas?.query ?? noExtras),
+    body: spec.schemas?.body ? validator<Body>('body', spec.schemas.body) : undefined,
+  };
+
+  functions.http(spec.name, async (req, res) => {
+    const requestId = String(req.headers['x-request-id'] ?? '');
+    try {
+      const rawParams = matchPath(spec.route.path, req.path);
+      if (!rawParams) throw problems.routeNotFound(req.path);
+      routeLabels.set(res, spec.route.path);
+      if (req.method !== spec.route.method) throw problems.methodNotAllowed(req.method, [spec.route.method]);
+
+      const result = await spec.handle({
+        params: validate.path(rawParams),
+        query: validate.query({ ...req.query }),
+        body: readBody(validate.body, req.headers['content-type'], req.body),
+        headers: req.headers,
+        requestId,
+      });
+
+      res.status(result.status ?? 200);
+      for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+      res.setHeader('Content-Type', 'application/json');
+      res.end(toJson(result.body));
+    } catch (error) {
+      const problem = sendProblem(res, error);
+      if (problem.status >= 500) log.error({ err: error, requestId }, 'request failed');
+    }
+  });
+
+  return { name: spec.name, signature: 'http', route: spec.route, schemas: spec.schemas };
+}
+
+function readBody<Body>(validate: Validator<Body> | undefined, contentType: string | undefined, body: unknown): Body {
+  if (!validate) return undefined as Body;
+  if (!isJson(contentType)) throw problems.unsupportedMediaType(contentType ?? '');
+  return validate(body);
+}
+
+export function isJson(contentType: string | undefined): boolean {
+  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  return type === 'application/json' || type.endsWith('+json');
+}

@@ -1,0 +1,42 @@
+import { problems } from './errors.js';
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** A public route, e.g. `GET /api/v1/inventory/event/:eventId`. */
+export interface Route {
+  method: Method;
+  path: string;
+}
+
+function segments(path: string): string[] {
+  return path.replace(/\/+$/, '').split('/').slice(1);
+}
+
+/**
+ * The path parameters of `path` under `pattern` (still strings, to be
+ * validated by the caller), or undefined when the path is another route's.
+ */
+export function matchPath(pattern: string, path: string): Record<string, string> | undefined {
+  const want = segments(pattern);
+  const have = segments(path);
+  if (want.length !== have.length) return undefined;
+  const params: Record<string, string> = {};
+  for (const [i, part] of want.entries()) {
+    const actual = have[i] as string;
+    if (part.startsWith(':')) {
+      if (actual === '') return undefined;
+      params[part.slice(1)] = decodeSegment(part.slice(1), actual);
+    } else if (part !== actual) {
+      return undefined;
+    }
+  }
+  return params;
+}
+
+function decodeSegment(name: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw problems.validation([{ name: `path/${name}`, reason: 'is not valid percent-encoding' }]);
+  }
+}
