@@ -9,7 +9,7 @@ import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js
 // database of its own: DATABASE_URL's server if set, else the machine's at
 // 127.0.0.1:5432 if it answers, else an embedded one. The database is
 // dropped afterwards, whatever the outcome.
-const roots = ['functions', 'shared', 'scripts'];
+const roots = ['functions', 'shared', 'migrations', 'scripts'];
 const files = roots.flatMap((root) =>
   readdirSync(root, { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.test.ts'))

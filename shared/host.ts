@@ -11,9 +11,16 @@ import { httpDuration, httpRequests, inflightShed, labelRegistry, registry } fro
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
+/** The host's limits; each defaults to its setting in config. */
+export interface Limits {
+  maxInflight: number;
+  bodyLimitBytes: number;
+  drainTimeoutMs: number;
+}
+
 export interface FunctionHost {
   server: Server;
-  /** Stops taking requests, waits for those in flight (bounded), closes the pool. */
+  /** Stops taking requests and waits (bounded) for those in flight. */
   drain(): Promise<void>;
 }
 
@@ -25,7 +32,8 @@ export interface FunctionHost {
  * itself answers SIGTERM by exiting at once, so the server is built here
  * from its testing entry and never through its own CLI.
  */
-export function createFunctionHost(definition: FunctionDefinition): FunctionHost {
+export function createFunctionHost(definition: FunctionDefinition, limits: Partial<Limits> = {}): FunctionHost {
+  const { maxInflight, bodyLimitBytes, drainTimeoutMs } = { ...config, ...limits };
   labelRegistry(definition.name);
   log.setBindings({ function: definition.name });
   const framework = getTestServer(definition.name).listeners('request')[0] as RequestListener;
@@ -48,7 +56,7 @@ export function createFunctionHost(definition: FunctionDefinition): FunctionHost
     if (draining) return void sendProblem(res, problems.notReady('shutting down'));
     // The framework's router answers an undecodable path with an HTML 400.
     if (!decodable(path)) return void sendProblem(res, problems.validation([{ name: 'path', reason: 'is not valid percent-encoding' }]));
-    if (inflight >= config.maxInflight) {
+    if (inflight >= maxInflight) {
       inflightShed.inc();
       return void sendProblem(res, problems.overloaded(1));
     }
@@ -58,7 +66,7 @@ export function createFunctionHost(definition: FunctionDefinition): FunctionHost
       if (inflight === 0) idle?.();
     });
 
-    readBody(req)
+    readBody(req, bodyLimitBytes)
       .then(() => framework(req, res))
       .catch((error: unknown) => {
         // The rest of an oversized body is not worth reading.
@@ -81,12 +89,11 @@ export function createFunctionHost(definition: FunctionDefinition): FunctionHost
     if (inflight > 0) {
       await Promise.race([
         new Promise<void>((resolve) => (idle = resolve)),
-        new Promise((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref()),
+        new Promise((resolve) => setTimeout(resolve, drainTimeoutMs).unref()),
       ]);
     }
     server.closeAllConnections();
     await closed;
-    await pool.end();
   }
 
   return { server, drain };
@@ -101,7 +108,7 @@ export async function serveFunction(definition: FunctionDefinition, port: number
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'draining');
-      host.drain().then(
+      host.drain().then(() => pool.end()).then(
         () => process.exit(0),
         (error: unknown) => {
           log.error({ err: error }, 'drain failed');
@@ -138,14 +145,14 @@ function observe(req: IncomingMessage, res: ServerResponse, path: string, reques
  * Reads the body up to the limit and parses JSON, so that the framework's
  * own parsers (1 GB limit) find it consumed and skip.
  */
-async function readBody(req: IncomingMessage): Promise<void> {
+async function readBody(req: IncomingMessage, limit: number): Promise<void> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > config.bodyLimitBytes) throw problems.bodyTooLarge(config.bodyLimitBytes);
+  if (declared > limit) throw problems.bodyTooLarge(limit);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > config.bodyLimitBytes) throw problems.bodyTooLarge(config.bodyLimitBytes);
+    if (size > limit) throw problems.bodyTooLarge(limit);
     chunks.push(chunk);
   }
   if (size === 0) return;

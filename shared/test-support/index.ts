@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { pool } from '../db.js';
-import { createFunctionHost } from '../host.js';
+import { createFunctionHost, type Limits } from '../host.js';
 import type { FunctionDefinition } from '../http-function.js';
 
 export interface RunningFunction {
@@ -9,13 +9,24 @@ export interface RunningFunction {
   stop(): Promise<void>;
 }
 
-/** Serves a function exactly as its container does, on a free loopback port. */
-export async function serve(definition: FunctionDefinition): Promise<RunningFunction> {
-  const host = createFunctionHost(definition);
+let running = 0;
+
+/**
+ * Serves a function exactly as its container does, on a free loopback port.
+ * Stopping the last one also closes the database pool, so the test file ends.
+ */
+export async function serve(definition: FunctionDefinition, limits: Partial<Limits> = {}): Promise<RunningFunction> {
+  const host = createFunctionHost(definition, limits);
   host.server.listen(0, '127.0.0.1');
   await once(host.server, 'listening');
   const { port } = host.server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, stop: () => host.drain() };
+  running += 1;
+  const stop = async () => {
+    await host.drain();
+    running -= 1;
+    if (running === 0) await pool.end();
+  };
+  return { url: `http://127.0.0.1:${port}`, stop };
 }
 
 let unique = 0;
@@ -44,4 +55,15 @@ export async function createEvent(fields: { capacity?: number; ticketPrice?: str
     [name, venueId, capacity, fields.ticketPrice ?? '10.00'],
   );
   return { eventId: rows[0]!.event_id, venueId, name };
+}
+
+/** The value of `name` in Prometheus text whose labels include `labels`, in any order. */
+export function metricValue(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const found = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[3]);
+  }
+  return undefined;
 }
