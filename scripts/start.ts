@@ -1,0 +1,87 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
+import type { FunctionDefinition } from '../shared/http-function.js';
+import { migrateDatabase } from '../shared/migrate.js';
+import { createGateway, type Upstream } from './gateway.js';
+import { ensureDatabase, localPostgres } from './local-postgres.js';
+
+// `npm start`: the whole system on one machine, each function in its own
+// process on its own port as its container would run, behind a gateway.
+const gatewayPort = Number(process.env.GATEWAY_PORT ?? 8080);
+const firstPort = Number(process.env.FUNCTIONS_BASE_PORT ?? 8081);
+
+const say = (line: string) => console.log(`[boxoffice] ${line}`);
+
+const database = process.env.DATABASE_URL
+  ? { url: process.env.DATABASE_URL, stop: async () => undefined }
+  : await embeddedDatabase();
+await migrateDatabase(database.url, { demoData: true });
+say('database migrated, demo data loaded');
+
+const names = readdirSync('functions', { withFileTypes: true })
+  .filter((entry) => entry.isDirectory())
+  .map((entry) => entry.name)
+  .sort();
+const children: ChildProcess[] = [];
+const upstreams: Upstream[] = [];
+let stopping = false;
+
+for (const [i, name] of names.entries()) {
+  const port = firstPort + i;
+  const definition = ((await import(`../functions/${name}/index.js`)) as { default: FunctionDefinition }).default;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/run.ts', name], {
+    env: { ...process.env, PORT: String(port), DATABASE_URL: database.url },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  child.once('exit', (code) => {
+    if (!stopping) {
+      say(`${name} exited (${code}); stopping everything`);
+      void shutdown(1);
+    }
+  });
+  children.push(child);
+  if (definition.route) upstreams.push({ route: definition.route, target: `http://127.0.0.1:${port}` });
+  say(`${name.padEnd(14)} http://127.0.0.1:${port}${definition.route ? `  serves ${definition.route.method} ${definition.route.path}` : ''}`);
+}
+
+await Promise.all(upstreams.map((u) => untilReady(u.target)));
+const gateway = createGateway(upstreams);
+gateway.listen(gatewayPort, '127.0.0.1');
+await once(gateway, 'listening');
+say(`gateway ready at http://localhost:${gatewayPort}`);
+say(`try: curl http://localhost:${gatewayPort}/api/v1/inventory/events`);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void shutdown(0));
+
+async function shutdown(code: number): Promise<never> {
+  stopping = true;
+  say('stopping');
+  gateway?.close();
+  await Promise.all(
+    children.filter((child) => child.exitCode === null).map((child) => {
+      child.kill('SIGTERM');
+      return once(child, 'exit');
+    }),
+  );
+  await database.stop();
+  process.exit(code);
+}
+
+async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
+  say('DATABASE_URL is not set: starting an embedded Postgres (data in .data/postgres)');
+  const server = await localPostgres({ dataDir: '.data/postgres', port: Number(process.env.EMBEDDED_POSTGRES_PORT ?? 54329), preferMachine: false });
+  return { url: await ensureDatabase(server.adminUrl, 'boxoffice'), stop: server.stop };
+}
+
+async function untilReady(base: string): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    try {
+      if ((await fetch(`${base}/_/ready`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${base} did not become ready`);
+}
