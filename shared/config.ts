@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /** A setting that cannot be used; start-up prints it and exits 1. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -11,10 +13,21 @@ function integer(name: string, fallback: number, min = 0): number {
   return value;
 }
 
+/** A secret from the file `<name>_FILE` names (OpenFaaS, Docker secrets), else from `<name>`. */
+function secret(name: string): string | undefined {
+  const file = process.env[`${name}_FILE`];
+  if (!file) return process.env[name] || undefined;
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(`${name}_FILE names ${file}, which cannot be read: ${(error as Error).message}`);
+  }
+}
+
 /** Every setting a function reads, from the environment, checked once. */
 export const config = {
   port: integer('PORT', 8080, 0),
-  databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/boxoffice',
+  databaseUrl: secret('DATABASE_URL') ?? 'postgres://postgres@127.0.0.1:5432/boxoffice',
   databasePoolSize: integer('DATABASE_POOL_SIZE', 10, 1),
   /** Largest request body read before the function runs; larger ones get 413. */
   bodyLimitBytes: integer('BODY_LIMIT_BYTES', 64 * 1024, 1),

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { migrate } from 'postgres-migrations';
+import { config } from './config.js';
 
 // From the source tree (shared/) and the built one (dist/shared/) alike.
 const migrationsDir = [new URL('../migrations', import.meta.url), new URL('../../migrations', import.meta.url)]
@@ -27,12 +28,9 @@ export async function migrateDatabase(databaseUrl: string, options: { demoData?:
 }
 
 // `node shared/migrate.js [--demo]`: the one-shot migration step of a deployment.
-if (process.argv[1] && fileURLToPath(import.meta.url).replace(/\.ts$/, '') === process.argv[1].replace(/\.(ts|js)$/, '')) {
-  const url = process.env.DATABASE_URL;
-  if (!url) {
-    console.error('boxoffice: set DATABASE_URL to migrate');
-    process.exit(1);
-  }
+const withoutExtension = (path: string) => path.replace(/\.(ts|js)$/, '');
+if (process.argv[1] && withoutExtension(fileURLToPath(import.meta.url)) === withoutExtension(process.argv[1])) {
+  const url = config.databaseUrl;
   await migrateDatabase(url, { demoData: process.argv.includes('--demo') });
   console.log('migrations applied');
 }
