@@ -1,0 +1,49 @@
+import { pool } from '../../shared/db.js';
+import { problems } from '../../shared/errors.js';
+import { httpFunction } from '../../shared/http-function.js';
+import { Decimal } from '../../shared/json.js';
+import { uuidSchema } from '../../shared/schemas.js';
+
+interface BookingRow {
+  booking_id: string;
+  customer_id: number;
+  event_id: number;
+  ticket_count: number;
+  total_price: string;
+  status: 'PENDING' | 'CONFIRMED' | 'FAILED';
+  created_at: Date;
+  /** bigint: pg hands it over as a string, and it stays one. Null until the order consumer places the order. */
+  order_id: string | null;
+}
+
+/** GET /api/v1/booking/{bookingId}: a booking, its status, and its order once there is one. */
+export default httpFunction<{ bookingId: string }>({
+  name: 'get-booking',
+  route: { method: 'GET', path: '/api/v1/booking/:bookingId' },
+  schemas: {
+    path: { type: 'object', properties: { bookingId: uuidSchema }, required: ['bookingId'], additionalProperties: false },
+  },
+  async handle({ params }) {
+    const { rows } = await pool.query<BookingRow>(
+      `SELECT b.booking_id, b.customer_id, b.event_id, b.ticket_count, b.total_price, b.status, b.created_at, o.order_id
+         FROM bookings b
+         LEFT JOIN orders o USING (booking_id)
+        WHERE b.booking_id = $1`,
+      [params.bookingId],
+    );
+    const booking = rows[0];
+    if (!booking) throw problems.notFound(`Booking ${params.bookingId} does not exist`);
+    return {
+      body: {
+        bookingId: booking.booking_id,
+        userId: booking.customer_id,
+        eventId: booking.event_id,
+        ticketCount: booking.ticket_count,
+        totalPrice: new Decimal(booking.total_price),
+        status: booking.status,
+        createdAt: booking.created_at.toISOString(),
+        ...(booking.order_id === null ? {} : { orderId: booking.order_id }),
+      },
+    };
+  },
+});
