@@ -46,15 +46,15 @@ CREATE INDEX orders_customer_id ON orders (customer_id, placed_at DESC);
 
 -- Transactional outbox: written in the same transaction as the booking, so an
 -- accepted booking is never lost to a Kafka outage. The relay publishes rows
--- whose published_at is still empty.
+-- whose published_at is still empty. The payload is json, not jsonb, so the
+-- message goes out byte for byte as written (exact decimals included).
 CREATE TABLE outbox (
   outbox_id    bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   topic        text        NOT NULL,
   message_key  text        NOT NULL,
-  payload      jsonb       NOT NULL,
+  payload      json        NOT NULL,
   created_at   timestamptz NOT NULL DEFAULT now(),
-  published_at timestamptz,
-  attempts     integer     NOT NULL DEFAULT 0
+  published_at timestamptz
 );
 
 CREATE INDEX outbox_unpublished ON outbox (outbox_id) WHERE published_at IS NULL;

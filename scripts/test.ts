@@ -4,12 +4,16 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { migrateDatabase } from '../shared/migrate.js';
 import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
+import { kafkaForTests } from './services.js';
 
 // `npm test`: every test file against a real, freshly migrated Postgres
 // database of its own: DATABASE_URL's server if set, else the machine's at
 // 127.0.0.1:5432 if it answers, else an embedded one. The database is
-// dropped afterwards, whatever the outcome.
-const roots = ['functions', 'shared', 'migrations', 'scripts'];
+// dropped afterwards, whatever the outcome. A real Kafka broker is started
+// too (KAFKA_BROKERS, else scripts/kafka/start.sh); each run publishes to
+// topics of its own. Without Kafka its tests skip loudly, except under
+// CI=true, where they fail.
+const roots = ['functions', 'shared', 'migrations', 'scripts', 'trigger'];
 const files = roots.flatMap((root) =>
   readdirSync(root, { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.test.ts'))
@@ -20,24 +24,30 @@ const files = roots.flatMap((root) =>
 const server = process.env.DATABASE_URL
   ? { adminUrl: process.env.DATABASE_URL, stop: async () => undefined }
   : await localPostgres({ dataDir: '.data/test-postgres', port: 54330, preferMachine: true });
-const name = `boxoffice_test_${randomBytes(4).toString('hex')}`;
+const run = randomBytes(4).toString('hex');
+const name = `boxoffice_test_${run}`;
+const kafka = await kafkaForTests();
+if (!kafka) console.warn('\n*** Kafka could not be started: the Kafka tests will SKIP (and fail under CI=true) ***\n');
 const databaseUrl = await ensureDatabase(server.adminUrl, name);
 let code: number;
 try {
   await migrateDatabase(databaseUrl);
   console.log(`tests use database ${name} on ${new URL(databaseUrl).host}`);
-  code = await run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+  code = await runTests(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
     ...process.env,
+    ...kafka?.env,
+    BOOKING_TOPIC: `booking-test-${run}`,
     DATABASE_URL: databaseUrl,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
   });
 } finally {
   await dropDatabase(server.adminUrl, name);
   await server.stop();
+  await kafka?.stop();
 }
 process.exit(code);
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+function runTests(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve) => {
     spawn(command, args, { stdio: 'inherit', env }).on('exit', (status) => resolve(status ?? 1));
   });

@@ -36,6 +36,13 @@ export const problems = {
     new Problem(405, 'method-not-allowed', 'Method not allowed', `${method} is not allowed here; use ${allowed.join(', ')}`, {
       headers: { Allow: allowed.join(', ') },
     }),
+  notEnoughTickets: (eventId: number, left: number) =>
+    new Problem(409, 'not-enough-tickets', 'Not enough tickets left', `Event ${eventId} has ${left} tickets left`),
+  idempotencyKeyReused: () =>
+    new Problem(422, 'idempotency-key-reused', 'Idempotency-Key already used', 'This Idempotency-Key was used with a different request body'),
+  notACloudEvent: (detail: string) => new Problem(400, 'not-a-cloudevent', 'Request is not a CloudEvent', detail),
+  unknownBooking: (bookingId: string) =>
+    new Problem(422, 'unknown-booking', 'Booking does not exist', `No booking ${bookingId}; the message can never become an order`),
   bodyTooLarge: (limit: number) => new Problem(413, 'body-too-large', 'Request body too large', `The body may be at most ${limit} bytes`),
   unsupportedMediaType: (type: string) =>
     new Problem(415, 'unsupported-media-type', 'Unsupported media type', `Send application/json, not ${type || 'no content type'}`),

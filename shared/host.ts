@@ -99,16 +99,24 @@ export function createFunctionHost(definition: FunctionDefinition, limits: Parti
   return { server, drain };
 }
 
-/** Listens on `port` and drains on SIGTERM or SIGINT, then exits. */
+/**
+ * Listens on `port`, starts the function's background work, and on SIGTERM
+ * or SIGINT drains requests, stops the background work, then exits.
+ */
 export async function serveFunction(definition: FunctionDefinition, port: number): Promise<FunctionHost> {
   const host = createFunctionHost(definition);
   host.server.listen(port);
   await once(host.server, 'listening');
+  const background = definition.background?.();
   log.info({ port, route: definition.route }, `${definition.name} listening`);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'draining');
-      host.drain().then(() => pool.end()).then(
+      host
+        .drain()
+        .then(() => background?.stop())
+        .then(() => pool.end())
+        .then(
         () => process.exit(0),
         (error: unknown) => {
           log.error({ err: error }, 'drain failed');

@@ -28,6 +28,12 @@ export interface HttpFunctionSpec<Params, Query, Body> {
   /** JSON Schemas for the parts of the request the function reads. */
   schemas?: { path?: object; query?: object; body?: object };
   handle(request: HttpRequest<Params, Query, Body>): Promise<HttpResult>;
+  /** Work the deployed function runs beside its requests (started by the host, stopped on drain). */
+  background?: () => Background;
+}
+
+export interface Background {
+  stop(): Promise<void>;
 }
 
 /** A function as the host, the gateway and the deployment files see it. */
@@ -36,10 +42,16 @@ export interface FunctionDefinition {
   signature: 'http' | 'cloudevent';
   route?: Route;
   schemas?: { path?: object; query?: object; body?: object };
+  background?: () => Background;
 }
 
 const noExtras = { type: 'object', additionalProperties: false } as const;
 const routeLabels = new WeakMap<object, string>();
+
+/** Records the route a response is served under, for metrics. */
+export function markRoute(res: object, route: string): void {
+  routeLabels.set(res, route);
+}
 
 /** The route a response was served under, for metrics; `unmatched` if none. */
 export function routeLabel(res: object): string {
@@ -66,7 +78,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
     try {
       const rawParams = matchPath(spec.route.path, req.path);
       if (!rawParams) throw problems.routeNotFound(req.path);
-      routeLabels.set(res, spec.route.path);
+      markRoute(res, spec.route.path);
       if (req.method !== spec.route.method) throw problems.methodNotAllowed(req.method, [spec.route.method]);
 
       const result = await spec.handle({
@@ -87,7 +99,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
     }
   });
 
-  return { name: spec.name, signature: 'http', route: spec.route, schemas: spec.schemas };
+  return { name: spec.name, signature: 'http', route: spec.route, schemas: spec.schemas, background: spec.background };
 }
 
 function readBody<Body>(validate: Validator<Body> | undefined, contentType: string | undefined, body: unknown): Body {

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The one registry a function process exposes at /metrics. */
 export const registry = new Registry();
@@ -26,5 +26,46 @@ export const httpDuration = new Histogram({
 export const inflightShed = new Counter({
   name: 'http_requests_shed_total',
   help: 'Requests refused with 503 because too many were in flight',
+  registers: [registry],
+});
+
+// Domain counters. Each lives here so that every process registers the same
+// names; a process exports only the ones it moves.
+export const bookingOutcomes = new Counter({
+  name: 'boxoffice_bookings_total',
+  help: 'Booking requests by outcome (accepted, replayed, sold_out, unknown_customer, unknown_event, key_reused)',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const ticketsSold = new Counter({
+  name: 'boxoffice_tickets_sold_total',
+  help: 'Tickets reserved by accepted bookings',
+  registers: [registry],
+});
+
+export const orderOutcomes = new Counter({
+  name: 'boxoffice_orders_total',
+  help: 'Booking messages consumed, by outcome (created, duplicate, failed)',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const outboxPublished = new Counter({
+  name: 'boxoffice_outbox_published_total',
+  help: 'Outbox rows published',
+  registers: [registry],
+});
+
+export const outboxBacklog = new Gauge({
+  name: 'boxoffice_outbox_backlog',
+  help: 'Outbox rows not yet published, as of the last sweep',
+  registers: [registry],
+});
+
+export const triggerDeliveries = new Counter({
+  name: 'boxoffice_trigger_deliveries_total',
+  help: 'Messages the trigger delivered, by result (delivered, retried, dead_lettered)',
+  labelNames: ['result'] as const,
   registers: [registry],
 });

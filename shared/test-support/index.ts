@@ -67,3 +67,23 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   }
   return undefined;
 }
+
+/**
+ * The brokers of the real Kafka the test run started, or, when there is
+ * none, a loud skip of the calling test (a failure under CI=true).
+ */
+export function kafkaOrSkip(t: { skip(message: string): void }): string[] | undefined {
+  const brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
+  if (brokers.length) return brokers;
+  if (process.env.CI === 'true') throw new Error('KAFKA_BROKERS is not set: under CI=true the Kafka tests must run against a real broker');
+  t.skip('SKIPPED: no Kafka broker (KAFKA_BROKERS unset and scripts/kafka/start.sh failed)');
+  return undefined;
+}
+
+export async function createCustomer(): Promise<number> {
+  const { rows } = await pool.query<{ customer_id: number }>(
+    "INSERT INTO customers (name, email) VALUES ('Test Customer', $1) RETURNING customer_id",
+    [`${uniqueName('customer').replace(/\W+/g, '-')}@example.com`],
+  );
+  return rows[0]!.customer_id;
+}

@@ -1,0 +1,182 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { pool, transaction } from '../../shared/db.js';
+import { problems } from '../../shared/errors.js';
+import { httpFunction } from '../../shared/http-function.js';
+import { Decimal, toJson } from '../../shared/json.js';
+import { topics } from '../../shared/kafka.js';
+import { log } from '../../shared/log.js';
+import { bookingOutcomes, ticketsSold } from '../../shared/metrics.js';
+import { idSchema } from '../../shared/schemas.js';
+import { sinkFromEnvironment, startRelay, type Relay } from './relay.js';
+
+/** Most tickets one booking may take: a flash sale must not go to one buyer. */
+export const MAX_TICKETS_PER_BOOKING = 10;
+
+interface BookingRequest {
+  userId: number;
+  eventId: number;
+  ticketCount: number;
+}
+
+interface BookingRow {
+  booking_id: string;
+  customer_id: number;
+  event_id: number;
+  ticket_count: number;
+  total_price: string;
+  status: string;
+  request_hash: string | null;
+}
+
+let relay: Relay | undefined;
+
+/**
+ * POST /api/v1/booking: reserves tickets and accepts a booking. In one
+ * transaction it checks the customer, takes the tickets with a conditional
+ * update (the database refuses to go below zero anyway), stores the booking
+ * as PENDING and its outbox row. The order follows through Kafka.
+ */
+export default httpFunction<Record<string, never>, Record<string, never>, BookingRequest>({
+  name: 'book',
+  route: { method: 'POST', path: '/api/v1/booking' },
+  schemas: {
+    body: {
+      type: 'object',
+      properties: {
+        userId: idSchema,
+        eventId: idSchema,
+        ticketCount: { type: 'integer', minimum: 1, maximum: MAX_TICKETS_PER_BOOKING },
+      },
+      required: ['userId', 'eventId', 'ticketCount'],
+      additionalProperties: false,
+    },
+  },
+
+  async handle({ body, headers }) {
+    const key = idempotencyKey(headers['idempotency-key']);
+    const fingerprint = key && createHash('sha256').update(`${body.userId}:${body.eventId}:${body.ticketCount}`).digest('hex');
+
+    let booking: BookingRow;
+    let replayed = false;
+    try {
+      const earlier = key ? await findByKey(body.userId, key) : undefined;
+      if (earlier) {
+        booking = earlier;
+        replayed = true;
+      } else {
+        booking = await transaction((db) => reserve(db, body, key, fingerprint));
+      }
+    } catch (error) {
+      // Two requests with one key raced; the loser answers as a retry would.
+      if (!(key && isKeyConflict(error))) throw error;
+      booking = (await findByKey(body.userId, key))!;
+      replayed = true;
+    }
+    if (replayed && booking.request_hash !== fingerprint) {
+      bookingOutcomes.inc({ outcome: 'key_reused' });
+      throw problems.idempotencyKeyReused();
+    }
+
+    if (replayed) {
+      bookingOutcomes.inc({ outcome: 'replayed' });
+    } else {
+      bookingOutcomes.inc({ outcome: 'accepted' });
+      ticketsSold.inc(booking.ticket_count);
+      relay?.nudge();
+    }
+    return {
+      status: 201,
+      headers: { Location: `/api/v1/booking/${booking.booking_id}`, ...(replayed ? { 'Idempotent-Replayed': 'true' } : {}) },
+      body: answer(booking),
+    };
+  },
+
+  background() {
+    const started = sinkFromEnvironment().then((sink) => {
+      if (sink) relay = startRelay(sink);
+    });
+    started.catch((error: unknown) => log.error({ err: error }, 'outbox relay did not start; the sweep of another instance will publish'));
+    return {
+      async stop() {
+        await started.catch(() => undefined);
+        await relay?.stop();
+      },
+    };
+  },
+});
+
+async function reserve(db: pg.PoolClient, request: BookingRequest, key: string | undefined, fingerprint: string | undefined): Promise<BookingRow> {
+  const customer = await db.query('SELECT 1 FROM customers WHERE customer_id = $1', [request.userId]);
+  if (customer.rowCount === 0) {
+    bookingOutcomes.inc({ outcome: 'unknown_customer' });
+    throw problems.notFound(`Customer ${request.userId} does not exist`);
+  }
+
+  // The condition is the reservation: two bookings can never both take the last tickets.
+  const reserved = await db.query<{ total_price: string }>(
+    `UPDATE events SET left_capacity = left_capacity - $2
+      WHERE event_id = $1 AND left_capacity >= $2
+      RETURNING ticket_price * $2 AS total_price`,
+    [request.eventId, request.ticketCount],
+  );
+  if (reserved.rowCount === 0) throw await whyNotReserved(db, request.eventId);
+
+  const bookingId = randomUUID();
+  const { rows } = await db.query<BookingRow>(
+    `INSERT INTO bookings (booking_id, customer_id, event_id, ticket_count, total_price, idempotency_key, request_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     RETURNING booking_id, customer_id, event_id, ticket_count, total_price, status, request_hash`,
+    [bookingId, request.userId, request.eventId, request.ticketCount, reserved.rows[0]!.total_price, key ?? null, fingerprint ?? null],
+  );
+  const booking = rows[0]!;
+  await db.query('INSERT INTO outbox (topic, message_key, payload) VALUES ($1, $2, $3)', [topics.booking, bookingId, toJson(message(booking))]);
+  return booking;
+}
+
+async function whyNotReserved(db: pg.PoolClient, eventId: number): Promise<Error> {
+  const { rows } = await db.query<{ left_capacity: number }>('SELECT left_capacity FROM events WHERE event_id = $1', [eventId]);
+  if (!rows[0]) {
+    bookingOutcomes.inc({ outcome: 'unknown_event' });
+    return problems.notFound(`Event ${eventId} does not exist`);
+  }
+  bookingOutcomes.inc({ outcome: 'sold_out' });
+  return problems.notEnoughTickets(eventId, rows[0].left_capacity);
+}
+
+async function findByKey(customerId: number, key: string): Promise<BookingRow | undefined> {
+  const { rows } = await pool.query<BookingRow>(
+    `SELECT booking_id, customer_id, event_id, ticket_count, total_price, status, request_hash
+       FROM bookings WHERE customer_id = $1 AND idempotency_key = $2`,
+    [customerId, key],
+  );
+  return rows[0];
+}
+
+function idempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(header)) {
+    throw problems.validation([{ name: 'header/Idempotency-Key', reason: 'must be 1 to 200 visible ASCII characters' }]);
+  }
+  return header;
+}
+
+function isKeyConflict(error: unknown): boolean {
+  return (error as { constraint?: string }).constraint === 'bookings_idempotency_key_once';
+}
+
+/** The message on the `booking` topic: the original four fields plus the booking id. */
+function message(booking: BookingRow) {
+  return {
+    bookingId: booking.booking_id,
+    userId: booking.customer_id,
+    eventId: booking.event_id,
+    ticketCount: booking.ticket_count,
+    totalPrice: new Decimal(booking.total_price),
+  };
+}
+
+/** The original service's four fields, plus the booking id and its status. */
+function answer(booking: BookingRow) {
+  return { ...message(booking), status: booking.status };
+}
