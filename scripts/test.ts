@@ -13,8 +13,10 @@ import { kafkaForTests } from './services.js';
 // too (KAFKA_BROKERS, else scripts/kafka/start.sh); each run publishes to
 // topics of its own. Without Kafka its tests skip loudly, except under
 // CI=true, where they fail.
+// `npm test -- <file>...` runs only those files (the checks still run first).
 const roots = ['functions', 'shared', 'migrations', 'scripts', 'trigger'];
-const files = roots.flatMap((root) =>
+const chosen = process.argv.slice(2);
+const files = chosen.length ? chosen : roots.flatMap((root) =>
   readdirSync(root, { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.test.ts'))
     .map((file) => join(root, file))

@@ -72,6 +72,8 @@ export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {})
         } while (sent === BATCH);
         await measureBacklog();
       } catch (error) {
+        // Nudges that came meanwhile would only fail the same way; the sweep retries.
+        again = false;
         log.warn({ err: error, sink: sink.name }, 'outbox publish failed; rows stay for the next sweep');
       }
     } while (again);
