@@ -8,6 +8,8 @@ export const pool = new pg.Pool({
   max: config.databasePoolSize,
   connectionTimeoutMillis: 5_000,
   idleTimeoutMillis: 30_000,
+  // Idle connections alone never keep a process alive (scripts, test files).
+  allowExitOnIdle: true,
 });
 
 export type Queryable = Pick<pg.PoolClient, 'query'>;

@@ -48,13 +48,13 @@ export function createKafka(clientId: string, brokers = kafkaBrokers()): Kafka {
   });
 }
 
-/** Creates the booking topics if they are missing (a no-op when they exist). */
-export async function ensureTopics(kafka: Kafka, partitions = 3): Promise<void> {
+/** Creates the topics (by default the booking ones) that are missing. */
+export async function ensureTopics(kafka: Kafka, wanted = [topics.booking, topics.bookingDeadLetter], partitions = 3): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
-    const missing = [topics.booking, topics.bookingDeadLetter].filter((topic) => !existing.has(topic));
+    const missing = wanted.filter((topic) => !existing.has(topic));
     if (missing.length) await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: partitions })), waitForLeaders: true });
   } finally {
     await admin.disconnect();

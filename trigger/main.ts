@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import { ConfigError } from '../shared/config.js';
-import { ensureTopics, createKafka, kafkaBrokers, topics } from '../shared/kafka.js';
+import { kafkaBrokers, topics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { labelRegistry, registry } from '../shared/metrics.js';
 import { startTrigger } from './trigger.js';
@@ -18,7 +18,6 @@ try {
   labelRegistry('trigger');
   log.setBindings({ function: 'trigger' });
 
-  await ensureTopics(createKafka('boxoffice-trigger-admin', brokers));
   const trigger = await startTrigger({
     brokers,
     topic: process.env.TRIGGER_TOPIC || topics.booking,

@@ -1,7 +1,7 @@
 import pRetry from 'p-retry';
 import { deliverCloudEvent, DeliveryFailed } from '../shared/cloudevent-delivery.js';
 import type { Consumer, Producer } from '../shared/kafka.js';
-import { createKafka } from '../shared/kafka.js';
+import { createKafka, ensureTopics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { triggerDeliveries } from '../shared/metrics.js';
 
@@ -36,6 +36,7 @@ export async function startTrigger(options: TriggerOptions): Promise<Trigger> {
   const consumer: Consumer = kafka.consumer({ groupId: options.groupId, retry: { retries: 8 } });
   const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   const maxAttempts = options.maxAttempts ?? 5;
+  await ensureTopics(kafka, [options.topic, options.deadLetterTopic]);
   await producer.connect();
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });

@@ -101,6 +101,7 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
       async stop() {
         await started.catch(() => undefined);
         await relay?.stop();
+        relay = undefined;
       },
     };
   },

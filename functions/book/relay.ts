@@ -40,6 +40,7 @@ const BATCH = 100;
 export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {}): Relay {
   let running: Promise<void> | undefined;
   let again = false;
+  let stopped = false;
   const sweep = setInterval(() => relay.nudge(), options.sweepMs ?? 2_000);
   sweep.unref();
 
@@ -81,6 +82,7 @@ export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {})
 
   const relay: Relay = {
     nudge() {
+      if (stopped) return;
       if (running) {
         again = true;
         return;
@@ -93,6 +95,7 @@ export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {})
       await running;
     },
     async stop() {
+      stopped = true;
       clearInterval(sweep);
       await running;
       await sink.close();
