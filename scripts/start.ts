@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import type { FunctionDefinition } from '../shared/http-function.js';
+import { kafkaBrokers } from '../shared/kafka.js';
 import { migrateDatabase } from '../shared/migrate.js';
 import { createGateway, type Upstream } from './gateway.js';
 import { ensureDatabase, localPostgres } from './local-postgres.js';
@@ -26,23 +27,23 @@ const names = readdirSync('functions', { withFileTypes: true })
 const children: ChildProcess[] = [];
 const upstreams: Upstream[] = [];
 let stopping = false;
+const portOf = (name: string) => firstPort + names.indexOf(name);
+const env = { ...process.env, DATABASE_URL: database.url, CONSUME_ORDER_URL: `http://127.0.0.1:${portOf('consume-order')}` };
 
-for (const [i, name] of names.entries()) {
-  const port = firstPort + i;
+if (kafkaBrokers().length) say(`Kafka at ${kafkaBrokers().join(',')}: book publishes to it, the trigger delivers to consume-order`);
+else say('KAFKA_BROKERS is not set: book sends outbox events straight to consume-order (same CloudEvent contract)');
+
+for (const name of names) {
+  const port = portOf(name);
   const definition = ((await import(`../functions/${name}/index.js`)) as { default: FunctionDefinition }).default;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/run.ts', name], {
-    env: { ...process.env, PORT: String(port), DATABASE_URL: database.url },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  child.once('exit', (code) => {
-    if (!stopping) {
-      say(`${name} exited (${code}); stopping everything`);
-      void shutdown(1);
-    }
-  });
-  children.push(child);
+  launch(name, ['shared/run.ts', name], port);
   if (definition.route) upstreams.push({ route: definition.route, target: `http://127.0.0.1:${port}` });
-  say(`${name.padEnd(14)} http://127.0.0.1:${port}${definition.route ? `  serves ${definition.route.method} ${definition.route.path}` : ''}`);
+  say(`${name.padEnd(14)} http://127.0.0.1:${port}${definition.route ? `  serves ${definition.route.method} ${definition.route.path}` : '  (triggered by booking events)'}`);
+}
+if (kafkaBrokers().length) {
+  const port = firstPort + names.length;
+  launch('trigger', ['trigger/main.ts'], port);
+  say(`${'trigger'.padEnd(14)} http://127.0.0.1:${port}  consumes booking, delivers to consume-order`);
 }
 
 await Promise.all(upstreams.map((u) => untilReady(u.target)));
@@ -53,6 +54,17 @@ say(`gateway ready at http://localhost:${gatewayPort}`);
 say(`try: curl http://localhost:${gatewayPort}/api/v1/inventory/events`);
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void shutdown(0));
+
+function launch(name: string, args: string[], port: number): void {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'inherit', 'inherit'] });
+  child.once('exit', (code) => {
+    if (!stopping) {
+      say(`${name} exited (${code}); stopping everything`);
+      void shutdown(1);
+    }
+  });
+  children.push(child);
+}
 
 async function shutdown(code: number): Promise<never> {
   stopping = true;
