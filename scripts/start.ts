@@ -4,6 +4,7 @@ import { readdirSync } from 'node:fs';
 import type { FunctionDefinition } from '../shared/http-function.js';
 import { kafkaBrokers } from '../shared/kafka.js';
 import { migrateDatabase } from '../shared/migrate.js';
+import { devIssuer, signingKey, startDevIssuer } from './dev-issuer.js';
 import { createGateway, type Upstream } from './gateway.js';
 import { ensureDatabase, localPostgres } from './local-postgres.js';
 
@@ -28,7 +29,16 @@ const children: ChildProcess[] = [];
 const upstreams: Upstream[] = [];
 let stopping = false;
 const portOf = (name: string) => firstPort + names.indexOf(name);
-const env = { ...process.env, DATABASE_URL: database.url, CONSUME_ORDER_URL: `http://127.0.0.1:${portOf('consume-order')}` };
+const issuer = process.env.OIDC_ISSUER
+  ? { issuer: process.env.OIDC_ISSUER, stop: async () => undefined }
+  : await startDevIssuer(await signingKey(devIssuer.keyFile), devIssuer.port);
+say(process.env.OIDC_ISSUER ? `tokens from ${issuer.issuer}` : `OIDC_ISSUER is not set: dev token issuer at ${issuer.issuer} (key in ${devIssuer.keyFile})`);
+const env = {
+  ...process.env,
+  DATABASE_URL: database.url,
+  OIDC_ISSUER: issuer.issuer,
+  CONSUME_ORDER_URL: `http://127.0.0.1:${portOf('consume-order')}`,
+};
 
 if (kafkaBrokers().length) say(`Kafka at ${kafkaBrokers().join(',')}: book publishes to it, the trigger delivers to consume-order`);
 else say('KAFKA_BROKERS is not set: book sends outbox events straight to consume-order (same CloudEvent contract)');
@@ -52,6 +62,9 @@ gateway.listen(gatewayPort, '127.0.0.1');
 await once(gateway, 'listening');
 say(`gateway ready at http://localhost:${gatewayPort}`);
 say(`try: curl http://localhost:${gatewayPort}/api/v1/inventory/events`);
+say(`a token: npm run token -- alice   (demo users alice, bob, carol: customers 1-3; admin-ana: admin)`);
+say(`then:    curl -H "Authorization: Bearer $(npm run -s token -- alice)" -H 'content-type: application/json' \\`);
+say(`           -d '{"userId":1,"eventId":2,"ticketCount":2}' http://localhost:${gatewayPort}/api/v1/booking`);
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void shutdown(0));
 
@@ -76,6 +89,7 @@ async function shutdown(code: number): Promise<never> {
       return once(child, 'exit');
     }),
   );
+  await issuer.stop();
   await database.stop();
   process.exit(code);
 }

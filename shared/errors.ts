@@ -36,6 +36,17 @@ export const problems = {
     new Problem(405, 'method-not-allowed', 'Method not allowed', `${method} is not allowed here; use ${allowed.join(', ')}`, {
       headers: { Allow: allowed.join(', ') },
     }),
+  unauthenticated: (detail?: string) =>
+    new Problem(401, 'unauthenticated', 'Authentication required', detail ?? 'Send a bearer token in the Authorization header', {
+      headers: { 'WWW-Authenticate': detail ? `Bearer realm="boxoffice", error="invalid_request"` : 'Bearer realm="boxoffice"' },
+    }),
+  invalidToken: (detail: string) =>
+    new Problem(401, 'invalid-token', 'Token not accepted', detail, {
+      headers: { 'WWW-Authenticate': `Bearer realm="boxoffice", error="invalid_token", error_description="${detail}"` },
+    }),
+  forbidden: (detail: string) => new Problem(403, 'forbidden', 'Not allowed', detail),
+  authUnavailable: (detail: string) =>
+    new Problem(503, 'auth-unavailable', 'Cannot check tokens right now', detail, { headers: { 'Retry-After': '5' } }),
   notEnoughTickets: (eventId: number, left: number) =>
     new Problem(409, 'not-enough-tickets', 'Not enough tickets left', `Event ${eventId} has ${left} tickets left`),
   idempotencyKeyReused: () =>

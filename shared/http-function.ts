@@ -1,5 +1,6 @@
 import * as functions from '@google-cloud/functions-framework';
 import type { IncomingHttpHeaders } from 'node:http';
+import { anonymous, authenticate, type Principal } from './auth.js';
 import { problems, sendProblem } from './errors.js';
 import { toJson } from './json.js';
 import { log } from './log.js';
@@ -13,6 +14,8 @@ export interface HttpRequest<Params, Query, Body> {
   body: Body;
   headers: IncomingHttpHeaders;
   requestId: string;
+  /** The caller; `anonymous` on public routes. */
+  principal: Principal;
 }
 
 /** What a handler answers; the body is written as JSON (Decimals exact). */
@@ -25,6 +28,8 @@ export interface HttpResult {
 export interface HttpFunctionSpec<Params, Query, Body> {
   name: string;
   route: Route;
+  /** `token`: a valid bearer token is required (401 before anything else); `public` by default. */
+  access?: 'public' | 'token';
   /** JSON Schemas for the parts of the request the function reads. */
   schemas?: { path?: object; query?: object; body?: object };
   handle(request: HttpRequest<Params, Query, Body>): Promise<HttpResult>;
@@ -41,6 +46,7 @@ export interface FunctionDefinition {
   name: string;
   signature: 'http' | 'cloudevent';
   route?: Route;
+  access?: 'public' | 'token';
   schemas?: { path?: object; query?: object; body?: object };
   background?: () => Background;
 }
@@ -80,6 +86,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
       if (!rawParams) throw problems.routeNotFound(req.path);
       markRoute(res, spec.route.path);
       if (req.method !== spec.route.method) throw problems.methodNotAllowed(req.method, [spec.route.method]);
+      const principal = spec.access === 'token' ? await authenticate(req.headers) : anonymous;
 
       const result = await spec.handle({
         params: validate.path(rawParams),
@@ -87,6 +94,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
         body: readBody(validate.body, req.headers['content-type'], req.body),
         headers: req.headers,
         requestId,
+        principal,
       });
 
       res.status(result.status ?? 200);
@@ -99,7 +107,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
     }
   });
 
-  return { name: spec.name, signature: 'http', route: spec.route, schemas: spec.schemas, background: spec.background };
+  return { name: spec.name, signature: 'http', route: spec.route, access: spec.access ?? 'public', schemas: spec.schemas, background: spec.background };
 }
 
 function readBody<Body>(validate: Validator<Body> | undefined, contentType: string | undefined, body: unknown): Body {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import book from '../functions/book/index.js';
 import { directSink, startRelay } from '../functions/book/relay.js';
 import consumeOrder from '../functions/consume-order/index.js';
 import { pool } from '../shared/db.js';
 import { createKafka, topics } from '../shared/kafka.js';
-import { createCustomer, createEvent, eventually, kafkaOrSkip, metricValue, serve } from '../shared/test-support/index.js';
+import { createCustomer, createEvent, eventually, kafkaOrSkip, metricValue, serve, useTestIssuer, type TestIssuer } from '../shared/test-support/index.js';
 import { startTrigger } from './trigger.js';
 
 // The whole flow on real parts: book -> outbox -> relay -> Kafka -> trigger
@@ -20,8 +20,15 @@ async function bookingStates(eventId: number) {
   return rows;
 }
 
-const post = (url: string, body: unknown) =>
-  fetch(`${url}/api/v1/booking`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+let issuer: TestIssuer;
+before(async () => (issuer = await useTestIssuer()));
+
+const post = async (url: string, body: { userId: number; eventId: number; ticketCount: number }) =>
+  fetch(`${url}/api/v1/booking`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(await issuer.asCustomer(body.userId)) },
+    body: JSON.stringify(body),
+  });
 
 test('through Kafka: concurrent bookings sell exactly the capacity, and every accepted one becomes exactly one order', async (t) => {
   const brokers = kafkaOrSkip(t);
@@ -44,7 +51,7 @@ test('through Kafka: concurrent bookings sell exactly the capacity, and every ac
 
   const { eventId } = await createEvent({ capacity: 20, ticketPrice: '9.95' });
   const customers = await Promise.all(Array.from({ length: 8 }, () => createCustomer()));
-  const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => post(booking.url, { userId: customers[i % 8], eventId, ticketCount: 1 })));
+  const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => post(booking.url, { userId: customers[i % 8]!, eventId, ticketCount: 1 })));
   assert.equal(answers.filter((a) => a.status === 201).length, 20);
   assert.equal(answers.filter((a) => a.status === 409).length, 180);
 

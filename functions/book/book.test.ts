@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { pool } from '../../shared/db.js';
-import { createCustomer, createEvent, serve, type RunningFunction } from '../../shared/test-support/index.js';
+import { createCustomer, createEvent, serve, useTestIssuer, type RunningFunction, type TestIssuer } from '../../shared/test-support/index.js';
 import book from './index.js';
 
 let fn: RunningFunction;
-before(async () => (fn = await serve(book, { maxInflight: 1000 })));
+let issuer: TestIssuer;
+before(async () => {
+  issuer = await useTestIssuer();
+  fn = await serve(book, { maxInflight: 1000 });
+});
 after(() => fn.stop());
 
 interface Booked {
@@ -17,10 +21,13 @@ interface Booked {
   status: string;
 }
 
-function post(body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+/** Posts as the customer the body names (as an admin when it names none). */
+async function post(body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  const userId = (body as { userId?: unknown } | null)?.userId;
+  const auth = typeof userId === 'number' && Number.isSafeInteger(userId) && userId > 0 ? await issuer.asCustomer(userId) : await issuer.asAdmin();
   return fetch(`${fn.url}/api/v1/booking`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
+    headers: { 'content-type': 'application/json', ...auth, ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
 }
@@ -121,7 +128,7 @@ for (const [what, body, names] of invalid) {
 
 test('malformed JSON and a missing body are 400 problems', async () => {
   assert.equal((await post('{"userId":')).status, 400);
-  const empty = await fetch(`${fn.url}/api/v1/booking`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+  const empty = await fetch(`${fn.url}/api/v1/booking`, { method: 'POST', headers: { 'content-type': 'application/json', ...(await issuer.asAdmin()) } });
   assert.equal(empty.status, 400);
 });
 

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { mayActFor } from '../../shared/auth.js';
 import { pool, transaction } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
@@ -32,7 +33,8 @@ interface BookingRow {
 let relay: Relay | undefined;
 
 /**
- * POST /api/v1/booking: reserves tickets and accepts a booking. In one
+ * POST /api/v1/booking: reserves tickets and accepts a booking, for the
+ * customer of the caller's token (or anyone's, for an admin). In one
  * transaction it checks the customer, takes the tickets with a conditional
  * update (the database refuses to go below zero anyway), stores the booking
  * as PENDING and its outbox row. The order follows through Kafka.
@@ -40,6 +42,7 @@ let relay: Relay | undefined;
 export default httpFunction<Record<string, never>, Record<string, never>, BookingRequest>({
   name: 'book',
   route: { method: 'POST', path: '/api/v1/booking' },
+  access: 'token',
   schemas: {
     body: {
       type: 'object',
@@ -53,7 +56,8 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
     },
   },
 
-  async handle({ body, headers }) {
+  async handle({ body, headers, principal }) {
+    mayActFor(principal, body.userId);
     const key = idempotencyKey(headers['idempotency-key']);
     const fingerprint = key && createHash('sha256').update(`${body.userId}:${body.eventId}:${body.ticketCount}`).digest('hex');
 

@@ -2,10 +2,15 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { pool } from '../../shared/db.js';
-import { createEvent, serve, type RunningFunction } from '../../shared/test-support/index.js';
+import { createEvent, serve, type RunningFunction, useTestIssuer } from '../../shared/test-support/index.js';
 import getBooking from './index.js';
 
 let fn: RunningFunction;
+let admin: Record<string, string>;
+before(async () => {
+  const issuer = await useTestIssuer();
+  admin = await issuer.asAdmin();
+});
 before(async () => (fn = await serve(getBooking)));
 after(() => fn.stop());
 
@@ -47,7 +52,7 @@ async function createOrder(booking: Booking, quantity: number, total: string): P
 test('a booking without an order reads with its status, an exact total and no orderId', async () => {
   const booking = await createBooking({ ticketCount: 3, totalPrice: '90.50', status: 'PENDING', createdAt: '2025-03-01T10:15:30.123Z' });
 
-  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId}`);
+  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId}`, { headers: admin });
 
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
@@ -68,7 +73,7 @@ test('a booking with an order also names the order, its bigint id as a string', 
   const booking = await createBooking({ ticketCount: 2, totalPrice: '39.98', status: 'CONFIRMED', createdAt: '2025-04-02T08:00:00.000Z' });
   const orderId = await createOrder(booking, 2, '39.98');
 
-  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId}`);
+  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId}`, { headers: admin });
 
   assert.equal(res.status, 200);
   const text = await res.text();
@@ -88,7 +93,7 @@ test('a booking with an order also names the order, its bigint id as a string', 
 
 test('a failed booking reads with status FAILED', async () => {
   const booking = await createBooking({ ticketCount: 1, totalPrice: '0.00', status: 'FAILED', createdAt: '2025-05-05T05:05:05.005Z' });
-  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId}`);
+  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId}`, { headers: admin });
   assert.equal(res.status, 200);
   const body = (await res.json()) as { status: string; orderId?: string };
   assert.equal(body.status, 'FAILED');
@@ -97,14 +102,14 @@ test('a failed booking reads with status FAILED', async () => {
 
 test('an upper-case booking id finds the booking and answers its canonical lower-case id', async () => {
   const booking = await createBooking({ ticketCount: 1, totalPrice: '10.00', status: 'PENDING', createdAt: '2025-01-01T00:00:00.000Z' });
-  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId.toUpperCase()}`);
+  const res = await fetch(`${fn.url}/api/v1/booking/${booking.bookingId.toUpperCase()}`, { headers: admin });
   assert.equal(res.status, 200);
   assert.equal(((await res.json()) as { bookingId: string }).bookingId, booking.bookingId);
 });
 
 test('an unknown booking is a 404 problem naming the id', async () => {
   const id = randomUUID();
-  const res = await fetch(`${fn.url}/api/v1/booking/${id}`);
+  const res = await fetch(`${fn.url}/api/v1/booking/${id}`, { headers: admin });
   assert.equal(res.status, 404);
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
   const problem = (await res.json()) as { type: string; status: number; detail: string };
@@ -124,7 +129,7 @@ for (const id of [
   `urn:uuid:${wellFormed}`,
 ]) {
   test(`a malformed booking id (${id}) is a 400 problem naming the id`, async () => {
-    const res = await fetch(`${fn.url}/api/v1/booking/${id}`);
+    const res = await fetch(`${fn.url}/api/v1/booking/${id}`, { headers: admin });
     assert.equal(res.status, 400);
     assert.equal(res.headers.get('content-type'), 'application/problem+json');
     const problem = (await res.json()) as { type: string; invalidParams: { name: string }[] };
@@ -134,7 +139,7 @@ for (const id of [
 }
 
 test('a booking id that is not valid percent-encoding is a 400 problem', async () => {
-  const res = await fetch(`${fn.url}/api/v1/booking/%E0%A4%A`);
+  const res = await fetch(`${fn.url}/api/v1/booking/%E0%A4%A`, { headers: admin });
   assert.equal(res.status, 400);
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
   const problem = (await res.json()) as { invalidParams: { name: string }[] };
@@ -143,7 +148,7 @@ test('a booking id that is not valid percent-encoding is a 400 problem', async (
 
 for (const method of ['POST', 'DELETE']) {
   test(`a ${method} to a booking is a 405 problem with Allow: GET`, async () => {
-    const res = await fetch(`${fn.url}/api/v1/booking/${randomUUID()}`, { method, body: '{}', headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${fn.url}/api/v1/booking/${randomUUID()}`, { method, body: '{}', headers: { ...admin, 'content-type': 'application/json' } });
     assert.equal(res.status, 405);
     assert.equal(res.headers.get('allow'), 'GET');
     assert.equal(res.headers.get('content-type'), 'application/problem+json');
@@ -151,7 +156,7 @@ for (const method of ['POST', 'DELETE']) {
 }
 
 test('a path this function does not serve is a 404 problem', async () => {
-  const res = await fetch(`${fn.url}/api/v1/booking/${randomUUID()}/order`);
+  const res = await fetch(`${fn.url}/api/v1/booking/${randomUUID()}/order`, { headers: admin });
   assert.equal(res.status, 404);
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
 });

@@ -1,3 +1,4 @@
+import { mayActFor } from '../../shared/auth.js';
 import { pool } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
@@ -16,14 +17,15 @@ interface BookingRow {
   order_id: string | null;
 }
 
-/** GET /api/v1/booking/{bookingId}: a booking, its status, and its order once there is one. */
+/** GET /api/v1/booking/{bookingId}: a booking, its status, and its order once there is one; for its customer or an admin. */
 export default httpFunction<{ bookingId: string }>({
   name: 'get-booking',
   route: { method: 'GET', path: '/api/v1/booking/:bookingId' },
+  access: 'token',
   schemas: {
     path: { type: 'object', properties: { bookingId: uuidSchema }, required: ['bookingId'], additionalProperties: false },
   },
-  async handle({ params }) {
+  async handle({ params, principal }) {
     const { rows } = await pool.query<BookingRow>(
       `SELECT b.booking_id, b.customer_id, b.event_id, b.ticket_count, b.total_price, b.status, b.created_at, o.order_id
          FROM bookings b
@@ -33,6 +35,7 @@ export default httpFunction<{ bookingId: string }>({
     );
     const booking = rows[0];
     if (!booking) throw problems.notFound(`Booking ${params.bookingId} does not exist`);
+    mayActFor(principal, booking.customer_id);
     return {
       body: {
         bookingId: booking.booking_id,

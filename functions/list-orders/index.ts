@@ -1,3 +1,4 @@
+import { mayActFor } from '../../shared/auth.js';
 import { pool } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
@@ -5,7 +6,7 @@ import { Decimal } from '../../shared/json.js';
 import { idSchema } from '../../shared/schemas.js';
 
 interface OrdersQuery {
-  userId: number;
+  userId?: number;
   limit: number;
   offset: number;
 }
@@ -21,10 +22,11 @@ interface OrderRow {
   placed_at: Date;
 }
 
-/** GET /api/v1/orders?userId=: a customer's orders, newest first, a page at a time. */
+/** GET /api/v1/orders?userId=: a customer's orders (the caller's own by default), newest first, a page at a time. */
 export default httpFunction<Record<string, never>, OrdersQuery>({
   name: 'list-orders',
   route: { method: 'GET', path: '/api/v1/orders' },
+  access: 'token',
   schemas: {
     query: {
       type: 'object',
@@ -33,14 +35,18 @@ export default httpFunction<Record<string, never>, OrdersQuery>({
         limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
         offset: { type: 'integer', minimum: 0, maximum: 1000000, default: 0 },
       },
-      required: ['userId'],
       additionalProperties: false,
     },
   },
-  async handle({ query }) {
+  async handle({ query, principal }) {
+    // Without userId, a customer's own orders.
+    const userId = query.userId ?? principal.customerId;
+    if (userId === undefined) throw problems.validation([{ name: 'query/userId', reason: 'is required for a token linked to no customer' }]);
+    mayActFor(principal, userId);
+
     // An unknown customer is a 404, so a mistyped id is never an empty list.
-    const customer = await pool.query('SELECT 1 FROM customers WHERE customer_id = $1', [query.userId]);
-    if (customer.rowCount === 0) throw problems.notFound(`Customer ${query.userId} does not exist`);
+    const customer = await pool.query('SELECT 1 FROM customers WHERE customer_id = $1', [userId]);
+    if (customer.rowCount === 0) throw problems.notFound(`Customer ${userId} does not exist`);
 
     const { rows } = await pool.query<OrderRow>(
       `SELECT order_id, booking_id, customer_id, event_id, quantity, total, placed_at
@@ -48,7 +54,7 @@ export default httpFunction<Record<string, never>, OrdersQuery>({
         WHERE customer_id = $1
         ORDER BY placed_at DESC, order_id DESC
         LIMIT $2 OFFSET $3`,
-      [query.userId, query.limit, query.offset],
+      [userId, query.limit, query.offset],
     );
     return {
       body: rows.map((order) => ({

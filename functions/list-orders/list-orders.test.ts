@@ -2,10 +2,15 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { pool } from '../../shared/db.js';
-import { createEvent, serve, type RunningFunction } from '../../shared/test-support/index.js';
+import { createEvent, serve, type RunningFunction, useTestIssuer } from '../../shared/test-support/index.js';
 import listOrders from './index.js';
 
 let fn: RunningFunction;
+let admin: Record<string, string>;
+before(async () => {
+  const issuer = await useTestIssuer();
+  admin = await issuer.asAdmin();
+});
 before(async () => (fn = await serve(listOrders)));
 after(() => fn.stop());
 
@@ -50,7 +55,7 @@ async function createOrder(
 }
 
 async function ordersOf(customerId: number, extra = ''): Promise<OrderJson[]> {
-  const res = await fetch(`${fn.url}/api/v1/orders?userId=${customerId}${extra}`);
+  const res = await fetch(`${fn.url}/api/v1/orders?userId=${customerId}${extra}`, { headers: admin });
   assert.equal(res.status, 200);
   return (await res.json()) as OrderJson[];
 }
@@ -59,7 +64,7 @@ test('an order reads with its bigint id as a string and an exact total', async (
   const customerId = await createCustomer();
   const order = await createOrder(customerId, { placedAt: '2025-06-01T12:30:45.678Z', quantity: 4, total: '120.00' });
 
-  const res = await fetch(`${fn.url}/api/v1/orders?userId=${customerId}`);
+  const res = await fetch(`${fn.url}/api/v1/orders?userId=${customerId}`, { headers: admin });
 
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
@@ -140,7 +145,7 @@ test('a customer with no orders gets an empty list', async () => {
 });
 
 test('an unknown customer is a 404 problem, not an empty list', async () => {
-  const res = await fetch(`${fn.url}/api/v1/orders?userId=2147483000`);
+  const res = await fetch(`${fn.url}/api/v1/orders?userId=2147483000`, { headers: admin });
   assert.equal(res.status, 404);
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
   const problem = (await res.json()) as { type: string; status: number; detail: string };
@@ -164,7 +169,7 @@ for (const [query, name] of [
   ['userId=1&colour=red', 'query/colour'],
 ] as const) {
   test(`an invalid query (${query || 'none'}) is a 400 problem naming ${name}`, async () => {
-    const res = await fetch(`${fn.url}/api/v1/orders?${query}`);
+    const res = await fetch(`${fn.url}/api/v1/orders?${query}`, { headers: admin });
     assert.equal(res.status, 400);
     assert.equal(res.headers.get('content-type'), 'application/problem+json');
     const problem = (await res.json()) as { type: string; invalidParams: { name: string }[] };
@@ -174,7 +179,7 @@ for (const [query, name] of [
 }
 
 test('a POST to the orders is a 405 problem with Allow: GET', async () => {
-  const res = await fetch(`${fn.url}/api/v1/orders?userId=1`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+  const res = await fetch(`${fn.url}/api/v1/orders?userId=1`, { method: 'POST', body: '{}', headers: { ...admin, 'content-type': 'application/json' } });
   assert.equal(res.status, 405);
   assert.equal(res.headers.get('allow'), 'GET');
   assert.equal(res.headers.get('content-type'), 'application/problem+json');

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { signingKey, signToken, startDevIssuer, type SigningKey, type TokenClaims } from '../../scripts/dev-issuer.js';
 import { pool } from '../db.js';
 import { createFunctionHost, type Limits } from '../host.js';
 import type { FunctionDefinition } from '../http-function.js';
@@ -86,4 +87,34 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+export interface TestIssuer {
+  issuer: string;
+  /** `Authorization` headers of a customer's token, or an admin's. */
+  asCustomer(customerId: number): Promise<Record<string, string>>;
+  asAdmin(): Promise<Record<string, string>>;
+  /** A token with any claims changed, for the negative cases. */
+  sign(claims: Partial<TokenClaims>, key?: SigningKey): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a token issuer on loopback and points this process's token
+ * verification at it (OIDC_ISSUER): the real verification code, fetching
+ * the real JWKS, with tokens the test makes.
+ */
+export async function useTestIssuer(): Promise<TestIssuer> {
+  const key = await signingKey();
+  const { issuer, stop } = await startDevIssuer(key);
+  process.env.OIDC_ISSUER = issuer;
+  const sign = (claims: Partial<TokenClaims>, signWith = key) => signToken(signWith, { subject: 'test-user', roles: [], issuer, ...claims });
+  const bearer = async (claims: Partial<TokenClaims>) => ({ authorization: `Bearer ${await sign(claims)}` });
+  return {
+    issuer,
+    asCustomer: (customerId) => bearer({ subject: `customer-${customerId}`, customerId, roles: ['customer'] }),
+    asAdmin: () => bearer({ subject: 'admin', roles: ['admin'] }),
+    sign,
+    stop,
+  };
 }
