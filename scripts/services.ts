@@ -34,3 +34,21 @@ export async function kafkaForTests(): Promise<StartedService | undefined> {
     },
   };
 }
+
+/**
+ * A real Keycloak with the project's realm for the tests: KEYCLOAK_URL if
+ * set, else the project's (scripts/keycloak/start.sh), stopped afterwards
+ * if this run started it. Undefined when it cannot be had.
+ */
+export async function keycloakForTests(): Promise<StartedService | undefined> {
+  if (process.env.KEYCLOAK_URL) return { env: { KEYCLOAK_URL: process.env.KEYCLOAK_URL }, stop: async () => undefined };
+  const wasRunning = existsSync('.cache/keycloak/keycloak.pid');
+  const { code } = await run('scripts/keycloak/start.sh');
+  if (code !== 0) return undefined;
+  return {
+    env: { KEYCLOAK_URL: `http://127.0.0.1:${process.env.KEYCLOAK_PORT ?? 8180}` },
+    stop: async () => {
+      if (!wasRunning) await run('scripts/keycloak/stop.sh');
+    },
+  };
+}

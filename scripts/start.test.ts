@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { dropDatabase, ensureDatabase } from './local-postgres.js';
@@ -15,8 +15,10 @@ test('npm start serves the demo catalogue through the gateway and stops cleanly'
   t.after(() => dropDatabase(adminUrl.toString(), name));
 
   const gatewayPort = 18080;
+  // No OIDC_ISSUER: npm start runs its dev issuer, as on a fresh clone.
+  const startEnv = { ...process.env, OIDC_ISSUER: '', GATEWAY_PORT: String(gatewayPort), FUNCTIONS_BASE_PORT: '18081', DEV_ISSUER_PORT: '18079' };
   const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, GATEWAY_PORT: String(gatewayPort), FUNCTIONS_BASE_PORT: '18081' },
+    env: { ...startEnv, DATABASE_URL: databaseUrl },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
@@ -32,9 +34,28 @@ test('npm start serves the demo catalogue through the gateway and stops cleanly'
     const venue = await fetch(`http://127.0.0.1:${gatewayPort}/api/v1/inventory/venue/1`);
     assert.equal(venue.status, 200);
     assert.equal((await fetch(`http://127.0.0.1:${gatewayPort}/api/v1/inventory/event/x`)).status, 400);
+
+    // The README's way to book: a token from `npm run token`, verified by the dev issuer's keys.
+    const token = await stdoutOf(spawn(process.execPath, ['--import', 'tsx', 'scripts/token.ts', 'alice'], { env: startEnv }));
+    const book = (authorization?: string) =>
+      fetch(`http://127.0.0.1:${gatewayPort}/api/v1/booking`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+        body: JSON.stringify({ userId: 1, eventId: 2, ticketCount: 1 }),
+      });
+    assert.equal((await book()).status, 401);
+    assert.equal((await book(`Bearer ${token.trim()}`)).status, 201);
   } finally {
     start.kill('SIGINT');
     const [code] = (await once(start, 'exit')) as [number | null];
     assert.equal(code, 0, output);
   }
 });
+
+async function stdoutOf(child: ChildProcessWithoutNullStreams): Promise<string> {
+  let text = '';
+  child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 0);
+  return text;
+}

@@ -4,15 +4,15 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { migrateDatabase } from '../shared/migrate.js';
 import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
-import { kafkaForTests } from './services.js';
+import { kafkaForTests, keycloakForTests } from './services.js';
 
 // `npm test`: every test file against a real, freshly migrated Postgres
 // database of its own: DATABASE_URL's server if set, else the machine's at
 // 127.0.0.1:5432 if it answers, else an embedded one. The database is
-// dropped afterwards, whatever the outcome. A real Kafka broker is started
-// too (KAFKA_BROKERS, else scripts/kafka/start.sh); each run publishes to
-// topics of its own. Without Kafka its tests skip loudly, except under
-// CI=true, where they fail.
+// dropped afterwards, whatever the outcome. A real Kafka broker and a real
+// Keycloak are started too (KAFKA_BROKERS / KEYCLOAK_URL, else the project's
+// scripts); each run publishes to topics of its own. Without them their
+// tests skip loudly, except under CI=true, where they fail.
 // `npm test -- <file>...` runs only those files (the checks still run first).
 const roots = ['functions', 'shared', 'migrations', 'scripts', 'trigger'];
 const chosen = process.argv.slice(2);
@@ -28,16 +28,19 @@ const server = process.env.DATABASE_URL
   : await localPostgres({ dataDir: '.data/test-postgres', port: 54330, preferMachine: true });
 const run = randomBytes(4).toString('hex');
 const name = `boxoffice_test_${run}`;
-const kafka = await kafkaForTests();
+const [kafka, keycloak] = await Promise.all([kafkaForTests(), keycloakForTests()]);
 if (!kafka) console.warn('\n*** Kafka could not be started: the Kafka tests will SKIP (and fail under CI=true) ***\n');
+if (!keycloak) console.warn('\n*** Keycloak could not be started: the Keycloak test will SKIP (and fail under CI=true) ***\n');
 const databaseUrl = await ensureDatabase(server.adminUrl, name);
 let code: number;
 try {
-  await migrateDatabase(databaseUrl);
+  // The demo customers are the Keycloak realm's users' customers.
+  await migrateDatabase(databaseUrl, { demoData: true });
   console.log(`tests use database ${name} on ${new URL(databaseUrl).host}`);
   code = await runTests(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
     ...process.env,
     ...kafka?.env,
+    ...keycloak?.env,
     BOOKING_TOPIC: `booking-test-${run}`,
     DATABASE_URL: databaseUrl,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
@@ -46,6 +49,7 @@ try {
   await dropDatabase(server.adminUrl, name);
   await server.stop();
   await kafka?.stop();
+  await keycloak?.stop();
 }
 process.exit(code);
 
