@@ -11,15 +11,16 @@ export interface Upstream {
 /**
  * The local stand-in for the edge proxy: it maps the public `/api/v1`
  * paths onto the function that serves each and streams the exchange through
- * unchanged. The function, not the gateway, answers a wrong method (405).
+ * unchanged, and serves the OpenAPI document at /openapi.json. The function, not the gateway, answers a wrong method (405).
  * In the compose stack nginx plays this part, in OpenFaaS its gateway does.
  */
-export function createGateway(upstreams: Upstream[]): Server {
+export function createGateway(upstreams: Upstream[], openapi: object = {}): Server {
+  const document = JSON.stringify(openapi);
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (path === '/_/health') {
+    if (path === '/_/health' || path === '/openapi.json') {
       res.setHeader('Content-Type', 'application/json');
-      return void res.end('{"status":"ok"}');
+      return void res.end(path === '/openapi.json' ? document : '{"status":"ok"}');
     }
     const upstream = upstreams.find((u) => matchesPath(u.route.path, path));
     if (!upstream) return void sendProblem(res, problems.routeNotFound(path));

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
-import type { FunctionDefinition } from '../shared/http-function.js';
 import { kafkaBrokers } from '../shared/kafka.js';
 import { migrateDatabase } from '../shared/migrate.js';
 import { devIssuer, signingKey, startDevIssuer } from './dev-issuer.js';
+import { loadDefinitions } from './functions.js';
 import { createGateway, type Upstream } from './gateway.js';
+import { openApiDocument } from './openapi.js';
 import { ensureDatabase, localPostgres } from './local-postgres.js';
 
 // `npm start`: the whole system on one machine, each function in its own
@@ -21,10 +21,8 @@ const database = process.env.DATABASE_URL
 await migrateDatabase(database.url, { demoData: true });
 say('database migrated, demo data loaded');
 
-const names = readdirSync('functions', { withFileTypes: true })
-  .filter((entry) => entry.isDirectory())
-  .map((entry) => entry.name)
-  .sort();
+const definitions = await loadDefinitions();
+const names = definitions.map((definition) => definition.name);
 const children: ChildProcess[] = [];
 const upstreams: Upstream[] = [];
 let stopping = false;
@@ -43,9 +41,9 @@ const env = {
 if (kafkaBrokers().length) say(`Kafka at ${kafkaBrokers().join(',')}: book publishes to it, the trigger delivers to consume-order`);
 else say('KAFKA_BROKERS is not set: book sends outbox events straight to consume-order (same CloudEvent contract)');
 
-for (const name of names) {
+for (const definition of definitions) {
+  const { name } = definition;
   const port = portOf(name);
-  const definition = ((await import(`../functions/${name}/index.js`)) as { default: FunctionDefinition }).default;
   launch(name, ['shared/run.ts', name], port);
   if (definition.route) upstreams.push({ route: definition.route, target: `http://127.0.0.1:${port}` });
   say(`${name.padEnd(14)} http://127.0.0.1:${port}${definition.route ? `  serves ${definition.route.method} ${definition.route.path}` : '  (triggered by booking events)'}`);
@@ -57,7 +55,7 @@ if (kafkaBrokers().length) {
 }
 
 await Promise.all(upstreams.map((u) => untilReady(u.target)));
-const gateway = createGateway(upstreams);
+const gateway = createGateway(upstreams, openApiDocument(definitions));
 gateway.listen(gatewayPort, '127.0.0.1');
 await once(gateway, 'listening');
 say(`gateway ready at http://localhost:${gatewayPort}`);

@@ -30,8 +30,10 @@ export interface HttpFunctionSpec<Params, Query, Body> {
   route: Route;
   /** `token`: a valid bearer token is required (401 before anything else); `public` by default. */
   access?: 'public' | 'token';
-  /** JSON Schemas for the parts of the request the function reads. */
-  schemas?: { path?: object; query?: object; body?: object };
+  /** JSON Schemas for the parts of the request the function reads (header names in lower case). */
+  schemas?: Schemas;
+  /** The status of a successful answer, 200 unless said. */
+  success?: number;
   handle(request: HttpRequest<Params, Query, Body>): Promise<HttpResult>;
   /** Work the deployed function runs beside its requests (started by the host, stopped on drain). */
   background?: () => Background;
@@ -47,8 +49,17 @@ export interface FunctionDefinition {
   signature: 'http' | 'cloudevent';
   route?: Route;
   access?: 'public' | 'token';
-  schemas?: { path?: object; query?: object; body?: object };
+  /** What it answers on success (documented in the OpenAPI document). */
+  success?: number;
+  schemas?: Schemas;
   background?: () => Background;
+}
+
+export interface Schemas {
+  path?: object;
+  query?: object;
+  header?: object;
+  body?: object;
 }
 
 const noExtras = { type: 'object', additionalProperties: false } as const;
@@ -76,6 +87,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
   const validate = {
     path: validator<Params>('path', spec.schemas?.path ?? noExtras),
     query: validator<Query>('query', spec.schemas?.query ?? noExtras),
+    header: spec.schemas?.header ? validator<object>('header', spec.schemas.header) : undefined,
     body: spec.schemas?.body ? validator<Body>('body', spec.schemas.body) : undefined,
   };
 
@@ -87,6 +99,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
       markRoute(res, spec.route.path);
       if (req.method !== spec.route.method) throw problems.methodNotAllowed(req.method, [spec.route.method]);
       const principal = spec.access === 'token' ? await authenticate(req.headers) : anonymous;
+      validate.header?.({ ...req.headers });
 
       const result = await spec.handle({
         params: validate.path(rawParams),
@@ -97,7 +110,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
         principal,
       });
 
-      res.status(result.status ?? 200);
+      res.status(result.status ?? spec.success ?? 200);
       for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
       res.setHeader('Content-Type', 'application/json');
       res.end(toJson(result.body));
@@ -107,7 +120,15 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
     }
   });
 
-  return { name: spec.name, signature: 'http', route: spec.route, access: spec.access ?? 'public', schemas: spec.schemas, background: spec.background };
+  return {
+    name: spec.name,
+    signature: 'http',
+    route: spec.route,
+    access: spec.access ?? 'public',
+    success: spec.success ?? 200,
+    schemas: spec.schemas,
+    background: spec.background,
+  };
 }
 
 function readBody<Body>(validate: Validator<Body> | undefined, contentType: string | undefined, body: unknown): Body {

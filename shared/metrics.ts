@@ -69,3 +69,10 @@ export const triggerDeliveries = new Counter({
   labelNames: ['result'] as const,
   registers: [registry],
 });
+
+export const triggerLag = new Gauge({
+  name: 'boxoffice_trigger_lag',
+  help: 'Messages of the topic not yet committed by the trigger, by partition',
+  labelNames: ['topic', 'partition'] as const,
+  registers: [registry],
+});

@@ -3,7 +3,7 @@ import addFormats from 'ajv-formats';
 import { problems, type InvalidParam } from './errors.js';
 
 /** The parts of a request a function may declare a JSON Schema for (`data`: a CloudEvent's). */
-export type RequestPart = 'path' | 'query' | 'body' | 'data';
+export type RequestPart = 'path' | 'query' | 'header' | 'body' | 'data';
 
 // Path and query values arrive as strings, so they are coerced to the
 // declared types; a body is JSON already and must match exactly.
@@ -19,7 +19,7 @@ export interface Validator<T> {
 }
 
 export function validator<T>(part: RequestPart, schema: object): Validator<T> {
-  const check: ValidateFunction = (part === 'path' || part === 'query' ? forUrl : forBody).compile(schema);
+  const check: ValidateFunction = (part === 'body' || part === 'data' ? forBody : forUrl).compile(schema);
   const validate = (value: unknown): T => {
     if (check(value)) return value as T;
     throw problems.validation((check.errors ?? []).map((error) => describe(part, error)));

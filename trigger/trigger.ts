@@ -3,7 +3,7 @@ import { deliverCloudEvent, DeliveryFailed } from '../shared/cloudevent-delivery
 import type { Consumer, Producer } from '../shared/kafka.js';
 import { createKafka, ensureTopics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
-import { triggerDeliveries } from '../shared/metrics.js';
+import { triggerDeliveries, triggerLag } from '../shared/metrics.js';
 
 export interface TriggerOptions {
   brokers: string[];
@@ -16,6 +16,8 @@ export interface TriggerOptions {
   maxAttempts?: number;
   /** First retry delay; each next one doubles, up to 30 s. */
   retryDelayMs?: number;
+  /** How often the consumer lag is measured for /metrics. */
+  lagEveryMs?: number;
 }
 
 export interface Trigger {
@@ -88,10 +90,28 @@ export async function startTrigger(options: TriggerOptions): Promise<Trigger> {
     },
   });
 
+  // Lag: what the topic holds past the group's committed offsets, measured
+  // on a timer so that it shows even while nothing is consumed.
+  const admin = kafka.admin();
+  await admin.connect();
+  const measureLag = async () => {
+    const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(options.topic), admin.fetchOffsets({ groupId: options.groupId, topics: [options.topic] })]);
+    for (const end of ends) {
+      const done = committed?.partitions.find((p) => p.partition === end.partition)?.offset ?? '-1';
+      const lag = BigInt(end.high) - (done === '-1' ? BigInt(end.low) : BigInt(done));
+      triggerLag.set({ topic: options.topic, partition: String(end.partition) }, Number(lag > 0n ? lag : 0n));
+    }
+  };
+  const lagTimer = setInterval(() => measureLag().catch((error: unknown) => log.warn({ err: error }, 'lag not measured')), options.lagEveryMs ?? 5_000);
+  lagTimer.unref();
+  await measureLag();
+
   return {
     async stop() {
+      clearInterval(lagTimer);
       await consumer.disconnect();
       await producer.disconnect();
+      await admin.disconnect();
     },
   };
 }

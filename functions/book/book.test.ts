@@ -179,7 +179,7 @@ test('an invalid Idempotency-Key is a 400 problem', async () => {
   const { eventId } = await createEvent();
   const res = await post({ userId, eventId, ticketCount: 1 }, { 'idempotency-key': 'x'.repeat(201) });
   assert.equal(res.status, 400);
-  assert.equal(((await res.json()) as { invalidParams: { name: string }[] }).invalidParams[0]?.name, 'header/Idempotency-Key');
+  assert.equal(((await res.json()) as { invalidParams: { name: string }[] }).invalidParams[0]?.name, 'header/idempotency-key');
 });
 
 test('hundreds of concurrent bookings sell exactly the capacity, never more', async () => {

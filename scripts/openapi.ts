@@ -1,0 +1,87 @@
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { FunctionDefinition } from '../shared/http-function.js';
+import { loadDefinitions } from './functions.js';
+
+interface Parameter {
+  name: string;
+  in: 'path' | 'query' | 'header';
+  required: boolean;
+  schema: object;
+  description?: string;
+}
+
+interface ObjectSchema {
+  properties?: Record<string, object & { description?: string }>;
+  required?: string[];
+}
+
+const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } });
+
+/**
+ * The OpenAPI 3.1 document of the public API, built from the very JSON
+ * Schemas the functions validate with, so the two cannot drift apart.
+ */
+export function openApiDocument(definitions: FunctionDefinition[]): object {
+  const paths: Record<string, Record<string, object>> = {};
+  for (const fn of definitions) {
+    if (!fn.route) continue;
+    const path = fn.route.path.replace(/:(\w+)/g, '{$1}');
+    const parameters = [
+      ...parametersOf(fn.schemas?.path, 'path'),
+      ...parametersOf(fn.schemas?.query, 'query'),
+      ...parametersOf(fn.schemas?.header, 'header'),
+    ];
+    paths[path] ??= {};
+    paths[path][fn.route.method.toLowerCase()] = {
+      operationId: fn.name,
+      ...(parameters.length ? { parameters } : {}),
+      ...(fn.schemas?.body ? { requestBody: { required: true, content: { 'application/json': { schema: fn.schemas.body } } } } : {}),
+      ...(fn.access === 'token' ? { security: [{ bearer: [] }] } : {}),
+      responses: {
+        [String(fn.success ?? 200)]: { description: 'Success', content: { 'application/json': {} } },
+        400: problem('The request is not valid; invalidParams names each fault'),
+        ...(fn.access === 'token' ? { 401: problem('No valid bearer token'), 403: problem('The token may not act for this customer') } : {}),
+        404: problem('Not found'),
+        ...(fn.name === 'book' ? { 409: problem('Not enough tickets left'), 422: problem('Idempotency-Key reused with another body') } : {}),
+        503: problem('Shedding load or shutting down; retry after Retry-After'),
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'boxoffice', version: '1.0.0', description: 'Event ticketing: the public API of the boxoffice functions.' },
+    paths,
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      schemas: {
+        Problem: {
+          type: 'object',
+          description: 'RFC 9457 problem details',
+          properties: {
+            type: { type: 'string' },
+            title: { type: 'string' },
+            status: { type: 'integer' },
+            detail: { type: 'string' },
+            invalidParams: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, reason: { type: 'string' } } } },
+          },
+          required: ['type', 'title', 'status'],
+        },
+      },
+    },
+  };
+}
+
+function parametersOf(schema: object | undefined, where: Parameter['in']): Parameter[] {
+  const { properties = {}, required = [] } = (schema ?? {}) as ObjectSchema;
+  return Object.entries(properties).map(([name, property]) => {
+    const { description, ...rest } = property;
+    return { name, in: where, required: where === 'path' || required.includes(name), schema: rest, ...(description ? { description } : {}) };
+  });
+}
+
+// `npm run openapi`: writes openapi.json, the file the compose stack's edge serves.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await writeFile('openapi.json', `${JSON.stringify(openApiDocument(await loadDefinitions()), null, 2)}\n`);
+  console.log('wrote openapi.json');
+}
