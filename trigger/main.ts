@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import { ConfigError } from '../shared/config.js';
+import { problems, sendProblem } from '../shared/errors.js';
 import { kafkaBrokers, topics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { labelRegistry, registry } from '../shared/metrics.js';
@@ -33,8 +34,11 @@ try {
       void registry.metrics().then((text) => res.end(text));
       return;
     }
-    res.setHeader('Content-Type', 'application/json');
-    res.end('{"status":"ok"}');
+    if (req.url === '/_/health' || req.url === '/_/ready') {
+      res.setHeader('Content-Type', 'application/json');
+      return void res.end('{"status":"ok"}');
+    }
+    sendProblem(res, problems.routeNotFound(req.url ?? '/'));
   }).listen(Number(process.env.PORT || 8080));
   log.info({ target }, 'trigger consuming');
 

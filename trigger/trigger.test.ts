@@ -5,6 +5,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { createKafka } from '../shared/kafka.js';
+import { triggerLag } from '../shared/metrics.js';
 import { eventually, kafkaOrSkip } from '../shared/test-support/index.js';
 import { startTrigger } from './trigger.js';
 
@@ -52,7 +53,7 @@ test('the trigger delivers CloudEvents, retries, dead-letters what keeps failing
   const keys = ['poison', 'broken', 'first', 'flaky', 'last'];
   await producer.send({ topic, messages: keys.map((key) => ({ key, value: JSON.stringify({ key }) })) });
 
-  const trigger = await startTrigger({ brokers, topic, groupId, deadLetterTopic, target: `http://127.0.0.1:${(target.address() as AddressInfo).port}`, maxAttempts: 3, retryDelayMs: 20 });
+  const trigger = await startTrigger({ brokers, topic, groupId, deadLetterTopic, target: `http://127.0.0.1:${(target.address() as AddressInfo).port}`, maxAttempts: 3, retryDelayMs: 20, lagEveryMs: 100 });
   t.after(() => trigger.stop());
 
   const committed = await eventually('offsets committed past every message', async () => {
@@ -60,6 +61,10 @@ test('the trigger delivers CloudEvents, retries, dead-letters what keeps failing
     return offsets?.partitions[0]?.offset === '5' ? offsets : undefined;
   });
   assert.ok(committed);
+  await eventually('the lag metric to reach zero', async () => {
+    const lag = (await triggerLag.get()).values.find((v) => v.labels.topic === topic);
+    return lag?.value === 0 ? lag : undefined;
+  });
 
   assert.equal(calls.get('poison'), 1, 'a 4xx is never retried');
   assert.equal(calls.get('broken'), 3, 'a 5xx is retried up to maxAttempts');
