@@ -1,6 +1,8 @@
-# One image per function: docker build --build-arg FUNCTION=get-event -t boxoffice/get-event .
-# The build stage compiles TypeScript; the runtime stage has production
-# dependencies and compiled code only, no dev tools, no tests.
+# One image per function, and one for the Kafka trigger:
+#   docker build --build-arg FUNCTION=get-event -t boxoffice/get-event .
+#   docker build --target trigger -t boxoffice/trigger .
+# The build stage compiles TypeScript; the runtime has production
+# dependencies and compiled code only: no dev tools, no tests.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -8,6 +10,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY shared ./shared
 COPY functions ./functions
+COPY trigger ./trigger
 RUN npm run build
 
 FROM node:20-bookworm-slim AS deps
@@ -15,9 +18,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
-FROM node:20-bookworm-slim
-ARG FUNCTION
-ENV NODE_ENV=production FUNCTION_NAME=${FUNCTION} PORT=8080
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production PORT=8080
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
@@ -27,4 +29,13 @@ USER node
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
   CMD node -e "fetch('http://127.0.0.1:8080/_/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+
+# The trigger: consumes the booking topic, delivers to consume-order.
+FROM runtime AS trigger
+CMD ["node", "dist/trigger/main.js"]
+
+# A function (the default target); `node dist/shared/migrate.js` in it migrates a database.
+FROM runtime AS function
+ARG FUNCTION
+ENV FUNCTION_NAME=${FUNCTION}
 CMD ["node", "dist/shared/run.js"]
