@@ -16,7 +16,7 @@ test('npm start serves the demo catalogue through the gateway and stops cleanly'
 
   const gatewayPort = 18080;
   // No OIDC_ISSUER: npm start runs its dev issuer, as on a fresh clone.
-  const startEnv = { ...process.env, OIDC_ISSUER: '', GATEWAY_PORT: String(gatewayPort), FUNCTIONS_BASE_PORT: '18081', DEV_ISSUER_PORT: '18079' };
+  const startEnv = { ...process.env, OIDC_ISSUER: '', BOOKING_TOPIC: `booking-start-${process.pid}`, TRIGGER_GROUP: `start-${process.pid}`, GATEWAY_PORT: String(gatewayPort), FUNCTIONS_BASE_PORT: '18081', DEV_ISSUER_PORT: '18079' };
   const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
     env: { ...startEnv, DATABASE_URL: databaseUrl },
     stdio: ['ignore', 'pipe', 'inherit'],

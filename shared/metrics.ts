@@ -30,7 +30,8 @@ export const inflightShed = new Counter({
 });
 
 // Domain counters. Each lives here so that every process registers the same
-// names; a process exports only the ones it moves.
+// names; those without labels read 0 in processes that never move them, so
+// dashboards select them by function.
 export const bookingOutcomes = new Counter({
   name: 'boxoffice_bookings_total',
   help: 'Booking requests by outcome (accepted, replayed, sold_out, unknown_customer, unknown_event, key_reused)',

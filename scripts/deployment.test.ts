@@ -1,0 +1,312 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { test, type TestContext } from 'node:test';
+import { parse } from 'yaml';
+import type { FunctionDefinition } from '../shared/http-function.js';
+import { functionNames } from './functions.js';
+
+// The deployment files agree with the code and with each other, checked
+// without Docker: the compose stack, the OpenFaaS stack, the edge proxy's
+// routes, Prometheus' scrape jobs and Grafana's provisioning.
+
+type Yaml = Record<string, unknown>;
+const readYaml = (file: string) => parse(readFileSync(file, 'utf8'), { merge: true }) as Yaml;
+const object = (value: unknown, what: string): Yaml => {
+  assert.ok(value && typeof value === 'object' && !Array.isArray(value), `${what} is a mapping`);
+  return value as Yaml;
+};
+const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+
+const compose = readYaml('docker-compose.yml');
+const services = object(compose.services, 'docker-compose.yml services');
+const stack = readYaml('stack.yml');
+const stackFunctions = object(stack.functions, 'stack.yml functions');
+const prometheus = readYaml('deploy/prometheus/prometheus.yml');
+const names = functionNames();
+
+/** The Debian tool `command`, or a loud skip (a failure under CI=true) when it is not installed. */
+function toolOrSkip(t: TestContext, command: string, why: string): boolean {
+  if (!spawnSync(command, ['--version'], { stdio: 'ignore' }).error) return true;
+  const reason = `${command} is not installed (apt-get install ${command === 'promtool' ? 'prometheus' : command}; .ci/run does): ${why}`;
+  if (process.env.CI === 'true') assert.fail(`under CI=true nothing skips: ${reason}`);
+  console.warn(`\n*** SKIPPED: ${reason} ***\n`);
+  t.skip(`SKIPPED: ${reason}`);
+  return false;
+}
+
+function service(name: string): Yaml {
+  return object(services[name], `docker-compose.yml service ${name}`);
+}
+
+/** The container paths that host `source` is mounted at, in a compose service. */
+function mountsOf(name: string, source: string): string[] {
+  return list(service(name).volumes)
+    .map((volume) => String(volume).split(':'))
+    .filter(([from]) => from === source || from === `./${source}`)
+    .map(([, to]) => to ?? '');
+}
+
+function dependsOn(name: string): string[] {
+  const depends = service(name).depends_on;
+  return Array.isArray(depends) ? depends.map(String) : Object.keys(object(depends ?? {}, `${name} depends_on`));
+}
+
+test('docker-compose.yml is a valid compose file (docker-compose config -q)', (t) => {
+  if (!toolOrSkip(t, 'docker-compose', 'docker-compose.yml is not validated')) return;
+  const result = spawnSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(result.status, 0, `docker-compose config refused docker-compose.yml:\n${result.stderr}`);
+});
+
+interface Stage {
+  name: string;
+  base: string;
+  lines: string[];
+}
+
+/** The Dockerfile's stages, in order. */
+function dockerStages(): Stage[] {
+  return readFileSync('Dockerfile', 'utf8')
+    .replace(/\\\n/g, ' ')
+    .split(/^(?=FROM )/m)
+    .filter((stage) => stage.startsWith('FROM '))
+    .map((stage, i) => {
+      const [header = '', ...lines] = stage.split('\n');
+      const [, base = '', name = String(i)] = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i.exec(header) ?? [];
+      return { name, base, lines: lines.map((line) => line.trim()).filter((line) => line && !line.startsWith('#')) };
+    });
+}
+
+/** The stage a compose service's build targets (the last one unless it names one), with what it runs. */
+function builtStage(build: Yaml): { stage: Stage; cmd: string[]; args: string[] } {
+  const stages = dockerStages();
+  const stage = build.target === undefined ? stages[stages.length - 1] : stages.find((s) => s.name === build.target);
+  assert.ok(stage, `the Dockerfile has the stage ${String(build.target ?? '(last)')}`);
+  const args: string[] = [];
+  let cmd: string[] | undefined;
+  for (let current: Stage | undefined = stage; current; current = stages.find((s) => s.name === current!.base)) {
+    args.push(...current.lines.filter((line) => line.startsWith('ARG ')).map((line) => line.slice(4).split('=')[0]!.trim()));
+    const line = current.lines.filter((l) => l.startsWith('CMD ')).pop();
+    if (!cmd && line) cmd = JSON.parse(line.slice(4)) as string[];
+  }
+  return { stage, cmd: cmd ?? [], args };
+}
+
+function checkBuild(name: string, build: Yaml, where: string): void {
+  assert.equal(build.context, '.', `${where} ${name} builds this repository`);
+  assert.ok(build.dockerfile === undefined || build.dockerfile === 'Dockerfile', `${where} ${name} builds from the Dockerfile`);
+}
+
+test('every function folder is a compose service and an OpenFaaS function built from the Dockerfile with FUNCTION=<name>, and nothing else is', () => {
+  assert.ok(names.length > 0, 'functions/ has folders');
+  for (const name of names) {
+    const build = object(service(name).build, `compose ${name} build`);
+    checkBuild(name, build, 'compose');
+    assert.equal(object(build.args, `compose ${name} build args`).FUNCTION, name, `compose ${name} is built with FUNCTION=${name}`);
+    const { stage, cmd, args } = builtStage(build);
+    assert.ok(args.includes('FUNCTION'), `the Dockerfile stage ${stage.name} that compose ${name} builds takes the FUNCTION build arg`);
+    assert.deepEqual(service(name).command ?? cmd, ['node', 'dist/shared/run.js'], `compose ${name} runs the function host`);
+
+    const fn = object(stackFunctions[name], `stack.yml function ${name}`);
+    assert.equal(fn.lang, 'dockerfile', `stack.yml ${name} is built from a Dockerfile`);
+    assert.equal(fn.handler, '.', `stack.yml ${name} is built from this repository's Dockerfile`);
+    assert.equal(fn.image, `boxoffice/${name}:latest`, `stack.yml ${name} image`);
+    assert.equal(object(fn.build_args, `stack.yml ${name} build_args`).FUNCTION, name, `stack.yml ${name} is built with FUNCTION=${name}`);
+  }
+  // faas-cli builds the Dockerfile's last stage: it must be the function image.
+  const last = builtStage({});
+  assert.ok(last.args.includes('FUNCTION'), `the Dockerfile's last stage (${last.stage.name}), which faas-cli builds, takes FUNCTION`);
+  assert.deepEqual(last.cmd, ['node', 'dist/shared/run.js'], "the Dockerfile's last stage runs the function host");
+
+  // The other way round: nothing deployed that has no folder.
+  assert.deepEqual(Object.keys(stackFunctions).sort(), names, 'stack.yml functions are exactly the folders of functions/');
+  const built = Object.keys(services).filter((name) => service(name).build !== undefined && !['migrate', 'trigger'].includes(name));
+  assert.deepEqual(built.sort(), names, 'the compose services built from this repository (besides migrate and trigger) are exactly the folders of functions/');
+});
+
+test('the trigger is a compose service built from the Dockerfile that runs dist/trigger/main.js and delivers to consume-order', () => {
+  const trigger = service('trigger');
+  const build = object(trigger.build, 'compose trigger build');
+  checkBuild('trigger', build, 'compose');
+  if (build.args !== undefined) assert.equal(object(build.args, 'compose trigger build args').FUNCTION, 'trigger', 'a FUNCTION build arg, if any, names the trigger');
+  const { cmd } = builtStage(build);
+  assert.deepEqual(trigger.command ?? cmd, ['node', 'dist/trigger/main.js'], 'compose trigger runs the trigger');
+  assert.equal(object(trigger.environment, 'compose trigger environment').CONSUME_ORDER_URL, 'http://consume-order:8080');
+  assert.ok(dependsOn('trigger').includes('consume-order'), 'the trigger starts after consume-order');
+});
+
+test('the Dockerfile compiles every folder the build includes, so each image holds the code its command runs (dist/trigger/main.js too)', () => {
+  const included = (JSON.parse(readFileSync('tsconfig.build.json', 'utf8')) as { include: string[] }).include;
+  const build = dockerStages().find((stage) => stage.lines.some((line) => /^RUN npm run build\b/.test(line)));
+  assert.ok(build, 'a Dockerfile stage runs npm run build');
+  const copied = build.lines.filter((line) => line.startsWith('COPY ') && !line.includes('--from')).flatMap((line) => line.slice(5).trim().split(/\s+/).slice(0, -1));
+  for (const folder of included) assert.ok(copied.includes(folder), `the Dockerfile's build stage copies ${folder}/ (tsconfig.build.json compiles it); it copies ${copied.join(', ')}`);
+});
+
+// --- the edge proxy: a small reader of nginx's configuration ---
+
+interface Directive {
+  name: string;
+  args: string[];
+  block?: Directive[];
+}
+
+function parseNginx(text: string): Directive[] {
+  const tokens = [...text.matchAll(/#[^\n]*|'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|([^\s{};'"#]+)/g)].filter((m) => !m[0].startsWith('#'));
+  let at = 0;
+  const block = (): Directive[] => {
+    const directives: Directive[] = [];
+    let words: string[] = [];
+    while (at < tokens.length) {
+      const token = tokens[at++]!;
+      if (token[3] === '}') break;
+      if (token[3] === ';') {
+        directives.push({ name: words[0]!, args: words.slice(1) });
+        words = [];
+      } else if (token[3] === '{') {
+        directives.push({ name: words[0]!, args: words.slice(1), block: block() });
+        words = [];
+      } else {
+        words.push(token[1] ?? token[2] ?? token[4] ?? '');
+      }
+    }
+    return directives;
+  };
+  return block();
+}
+
+/** The location nginx chooses for `path`: exact, then the longest prefix (final with ^~), then regexes in order. */
+function chooseLocation(locations: Directive[], path: string): Directive | undefined {
+  const exact = locations.find((l) => l.args[0] === '=' && l.args[1] === path);
+  if (exact) return exact;
+  const prefixes = locations
+    .filter((l) => l.args.length === 1 || l.args[0] === '^~')
+    .map((l) => ({ location: l, prefix: l.args[l.args.length - 1]!, final: l.args[0] === '^~' }))
+    .filter((p) => path.startsWith(p.prefix))
+    .sort((a, b) => b.prefix.length - a.prefix.length);
+  if (prefixes[0]?.final) return prefixes[0].location;
+  const regex = locations.find((l) => (l.args[0] === '~' || l.args[0] === '~*') && new RegExp(l.args[1]!, l.args[0] === '~*' ? 'i' : '').test(path));
+  return regex ?? prefixes[0]?.location;
+}
+
+test('nginx routes every public route to the upstream of the function that serves it, and the edge waits for that function', async () => {
+  const config = parseNginx(readFileSync('deploy/nginx/boxoffice.conf', 'utf8'));
+  assert.ok(mountsOf('edge', 'deploy/nginx/boxoffice.conf').includes('/etc/nginx/conf.d/default.conf'), 'the edge service runs deploy/nginx/boxoffice.conf');
+  const upstreams = new Map(config.filter((d) => d.name === 'upstream').map((d) => [d.args[0]!, (d.block ?? []).filter((s) => s.name === 'server').map((s) => s.args[0])]));
+  const servers = config.filter((d) => d.name === 'server');
+  assert.equal(servers.length, 1, 'one server block');
+  const server = servers[0]!.block ?? [];
+  assert.ok(server.some((d) => d.name === 'listen' && d.args[0] === '8080'), 'the edge listens on 8080, the port compose publishes');
+  const locations = server.filter((d) => d.name === 'location');
+
+  let routed = 0;
+  for (const name of names) {
+    const { route } = ((await import(`../functions/${name}/index.js`)) as { default: FunctionDefinition }).default;
+    if (!route) continue;
+    routed += 1;
+    const path = route.path.replace(/:\w+/g, '1');
+    const location = chooseLocation(locations, path);
+    assert.ok(location, `nginx has a location for ${route.method} ${route.path} (${name})`);
+    const proxyPass = location.block?.find((d) => d.name === 'proxy_pass')?.args[0];
+    assert.ok(proxyPass, `location ${location.args.join(' ')} proxies (${name})`);
+    const target = /^http:\/\/([\w.-]+)$/.exec(proxyPass);
+    assert.ok(target, `proxy_pass ${proxyPass} names an upstream and no URI, so the path passes unchanged (${name})`);
+    assert.deepEqual(upstreams.get(target[1]!), [`${name}:8080`], `${route.method} ${route.path} reaches ${name}:8080 (location ${location.args.join(' ')} -> ${proxyPass})`);
+    assert.ok(dependsOn('edge').includes(name), `the edge depends on ${name}`);
+  }
+  assert.ok(routed > 0, 'some functions have public routes');
+  for (const [upstream, targets] of upstreams) {
+    for (const target of targets) assert.ok(names.includes(String(target).split(':')[0]!), `upstream ${upstream} is a function (${target})`);
+  }
+});
+
+// --- Prometheus and Grafana ---
+
+interface ScrapeConfig {
+  job_name: string;
+  metrics_path?: string;
+  honor_labels?: boolean;
+  static_configs?: { targets: string[]; labels?: Record<string, string> }[];
+}
+
+test('Prometheus scrapes every function and the trigger at <name>:8080/metrics every 5 s, labelled with the function, and nothing else', () => {
+  const global = object(prometheus.global, 'prometheus.yml global');
+  assert.equal(global.scrape_interval, '5s');
+  const jobs = list(prometheus.scrape_configs) as ScrapeConfig[];
+  const scraped = [...names, 'trigger'];
+  for (const name of scraped) {
+    const job = jobs.find((j) => j.job_name === name);
+    assert.ok(job, `a scrape job for ${name}`);
+    assert.equal(job.metrics_path ?? '/metrics', '/metrics', `${name} is scraped at /metrics`);
+    const configs = job.static_configs ?? [];
+    assert.deepEqual(configs.flatMap((c) => c.targets), [`${name}:8080`], `${name} is scraped at ${name}:8080`);
+    for (const c of configs) assert.equal(c.labels?.function, name, `${name}'s target is labelled function=${name}`);
+    assert.equal(job.honor_labels, true, `${name}: the process's own function label is kept, not renamed exported_function`);
+    assert.ok(service(name), `${name} is a compose service Prometheus can reach by name`);
+  }
+  assert.deepEqual(jobs.map((j) => j.job_name).sort(), scraped.sort(), 'no scrape job for something that is not deployed');
+  const promService = service('prometheus');
+  assert.ok(mountsOf('prometheus', 'deploy/prometheus/prometheus.yml').includes('/etc/prometheus/prometheus.yml'), 'compose mounts the scrape config');
+  assert.ok(list(promService.command).includes('--config.file=/etc/prometheus/prometheus.yml'), 'compose runs Prometheus with it');
+  assert.ok(list(promService.ports).map(String).includes('9090:9090'), 'Prometheus is published on 9090');
+});
+
+test('promtool accepts deploy/prometheus/prometheus.yml', (t) => {
+  if (!toolOrSkip(t, 'promtool', 'deploy/prometheus/prometheus.yml is not checked by promtool')) return;
+  const result = spawnSync('promtool', ['check', 'config', 'deploy/prometheus/prometheus.yml'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
+});
+
+interface Panel {
+  title: string;
+  type: string;
+  datasource?: { type?: string; uid?: string };
+  targets?: { expr: string; datasource?: { uid?: string } }[];
+  panels?: Panel[];
+}
+
+/** Every panel of a Grafana dashboard, those inside collapsed rows too. */
+function dashboardPanels(dashboard: { panels: Panel[] }): Panel[] {
+  return dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
+}
+
+test('Grafana is provisioned with the stack\'s Prometheus (uid prometheus) and loads the boxoffice dashboard, whose every query uses it', () => {
+  const datasources = list(readYaml('deploy/grafana/provisioning/datasources/prometheus.yml').datasources) as Yaml[];
+  const datasource = datasources.find((d) => d.uid === 'prometheus');
+  assert.ok(datasource, 'a datasource with uid prometheus');
+  assert.equal(datasource.type, 'prometheus');
+  assert.equal(datasource.url, 'http://prometheus:9090', 'the compose service prometheus, on its port');
+
+  const providers = list(readYaml('deploy/grafana/provisioning/dashboards/boxoffice.yml').providers) as Yaml[];
+  assert.equal(providers.length, 1);
+  assert.equal(providers[0]!.type, 'file');
+  const dashboardsPath = object(providers[0]!.options, 'provider options').path;
+  assert.ok(mountsOf('grafana', 'deploy/grafana/dashboards').includes(String(dashboardsPath)), `compose mounts deploy/grafana/dashboards where the provider reads (${String(dashboardsPath)})`);
+  assert.ok(mountsOf('grafana', 'deploy/grafana/provisioning').includes('/etc/grafana/provisioning'), 'compose mounts the provisioning folder');
+  const grafana = service('grafana');
+  const env = object(grafana.environment, 'grafana environment');
+  assert.equal(env.GF_AUTH_ANONYMOUS_ENABLED, 'true', 'anonymous access');
+  assert.equal(env.GF_AUTH_ANONYMOUS_ORG_ROLE, 'Viewer', 'anonymous users only view');
+  assert.ok(list(grafana.ports).map(String).includes('3000:3000'), 'Grafana is published on 3000');
+
+  const dashboard = JSON.parse(readFileSync('deploy/grafana/dashboards/boxoffice.json', 'utf8')) as { uid: string; panels: Panel[] };
+  const panels = dashboardPanels(dashboard).filter((p) => p.type !== 'row');
+  assert.ok(panels.length > 0);
+  for (const panel of panels) {
+    assert.equal(panel.datasource?.uid, 'prometheus', `panel "${panel.title}" uses the prometheus datasource`);
+    assert.ok(panel.targets?.length, `panel "${panel.title}" has queries`);
+    for (const target of panel.targets) {
+      assert.ok(target.expr.trim(), `panel "${panel.title}" has a PromQL expression`);
+      assert.equal(target.datasource?.uid ?? 'prometheus', 'prometheus', `panel "${panel.title}" queries the prometheus datasource`);
+    }
+  }
+});
+
+test('every metric shared/metrics.ts defines has a panel on the dashboard', () => {
+  const defined = [...readFileSync('shared/metrics.ts', 'utf8').matchAll(/name: '(\w+)'/g)].map((m) => m[1]!);
+  assert.ok(defined.length > 0);
+  const dashboard = JSON.parse(readFileSync('deploy/grafana/dashboards/boxoffice.json', 'utf8')) as { panels: Panel[] };
+  const queries = dashboardPanels(dashboard).flatMap((p) => (p.targets ?? []).map((t) => t.expr)).join('\n');
+  const missing = defined.filter((name) => !new RegExp(`\\b${name}(_bucket|_sum|_count)?\\b`).test(queries));
+  assert.deepEqual(missing, [], 'metrics without a panel');
+});
