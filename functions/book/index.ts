@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import pRetry from 'p-retry';
 import type pg from 'pg';
 import { mayActFor } from '../../shared/auth.js';
 import { pool, transaction } from '../../shared/db.js';
@@ -66,22 +67,7 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
     const key = headers['idempotency-key'] as string | undefined;
     const fingerprint = key && createHash('sha256').update(`${body.userId}:${body.eventId}:${body.ticketCount}`).digest('hex');
 
-    let booking: BookingRow;
-    let replayed = false;
-    try {
-      const earlier = key ? await findByKey(body.userId, key) : undefined;
-      if (earlier) {
-        booking = earlier;
-        replayed = true;
-      } else {
-        booking = await transaction((db) => reserve(db, body, key, fingerprint));
-      }
-    } catch (error) {
-      // Two requests with one key raced; the loser answers as a retry would.
-      if (!(key && isKeyConflict(error))) throw error;
-      booking = (await findByKey(body.userId, key))!;
-      replayed = true;
-    }
+    const { booking, replayed } = await bookOrReplay(body, key, fingerprint);
     if (replayed && booking.request_hash !== fingerprint) {
       bookingOutcomes.inc({ outcome: 'key_reused' });
       throw problems.idempotencyKeyReused();
@@ -101,12 +87,19 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
   },
 
   background() {
-    const started = sinkFromEnvironment().then((sink) => {
+    // Kafka may be down when the function starts: keep trying, bookings wait in the outbox meanwhile.
+    const stopping = new AbortController();
+    const started = pRetry(sinkFromEnvironment, {
+      retries: Infinity,
+      maxTimeout: 30_000,
+      signal: stopping.signal,
+      onFailedAttempt: ({ error }) => log.warn({ err: error }, 'outbox relay cannot start yet; bookings wait in the outbox'),
+    }).then((sink) => {
       if (sink) relay = startRelay(sink);
     });
-    started.catch((error: unknown) => log.error({ err: error }, 'outbox relay did not start; the sweep of another instance will publish'));
     return {
       async stop() {
+        stopping.abort();
         await started.catch(() => undefined);
         await relay?.stop();
         relay = undefined;
@@ -114,6 +107,19 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
     };
   },
 });
+
+/** A new booking, or, for an Idempotency-Key seen before, the booking it made. */
+async function bookOrReplay(request: BookingRequest, key: string | undefined, fingerprint: string | undefined): Promise<{ booking: BookingRow; replayed: boolean }> {
+  const earlier = key ? await findByKey(request.userId, key) : undefined;
+  if (earlier) return { booking: earlier, replayed: true };
+  try {
+    return { booking: await transaction((db) => reserve(db, request, key, fingerprint)), replayed: false };
+  } catch (error) {
+    // Two requests with one key raced; the loser answers as a retry would.
+    if (!(key && isKeyConflict(error))) throw error;
+    return { booking: (await findByKey(request.userId, key))!, replayed: true };
+  }
+}
 
 async function reserve(db: pg.PoolClient, request: BookingRequest, key: string | undefined, fingerprint: string | undefined): Promise<BookingRow> {
   const customer = await db.query('SELECT 1 FROM customers WHERE customer_id = $1', [request.userId]);
