@@ -34,7 +34,13 @@ export async function signingKey(file?: string): Promise<SigningKey> {
   const key = { kid: await calculateJwkThumbprint(privateJwk), privateJwk };
   if (file) {
     await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, JSON.stringify(key), { mode: 0o600 });
+    try {
+      await writeFile(file, JSON.stringify(key), { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      // Another start made the key first: use that one, so every token verifies.
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return signingKey(file);
+      throw error;
+    }
   }
   return key;
 }

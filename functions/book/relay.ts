@@ -113,7 +113,9 @@ async function measureBacklog(): Promise<void> {
 export async function kafkaSink(brokers: string[]): Promise<OutboxSink> {
   const kafka = createKafka('boxoffice-book', brokers);
   await ensureTopics(kafka);
-  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  // A short retry budget: the relay holds its rows' locks while it sends, and
+  // its own sweep retries anyway.
+  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 3, initialRetryTime: 200 } });
   await producer.connect();
   return {
     name: 'kafka',
