@@ -2,11 +2,10 @@ import autocannon from 'autocannon';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import pg from 'pg';
 import { migrateDatabase } from '../shared/migrate.js';
 import { demoUsers, signingKey, signToken, startDevIssuer } from './dev-issuer.js';
-import { functionNames } from './functions.js';
+import { freePort, functionNames, untilReady } from './functions.js';
 import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
 
 // `npm run load -- <function> [seconds]`: a load test of one function, run
@@ -153,20 +152,4 @@ async function report(result: Result): Promise<void> {
     console.log(`  previous run (${previous.at}): ratio ${previous.ratioToBaseline}; change ${change}%`);
   }
   console.log(`  kept in ${file}`);
-}
-
-async function untilReady(base: string): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    if (await fetch(`${base}/_/ready`).then((r) => r.ok, () => false)) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${base} did not become ready`);
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  probe.close();
-  return port;
 }

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { createKafka } from '../shared/kafka.js';
 import { kafkaOrSkip } from '../shared/test-support/index.js';
+import { freePort } from './functions.js';
 import { dropDatabase, ensureDatabase } from './local-postgres.js';
 
 // The dashboard against the real thing: `npm start` (every function in its
@@ -56,15 +56,6 @@ function exactSelectors(expr: string): string[] {
     if (matchers.every((op) => op === '=')) found.push(`${m[1]}${m[2] ?? ''}`);
   }
   return found;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 function prometheusOrSkip(t: TestContext): string | undefined {

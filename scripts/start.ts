@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { kafkaBrokers } from '../shared/kafka.js';
 import { migrateDatabase } from '../shared/migrate.js';
 import { devIssuer, signingKey, startDevIssuer } from './dev-issuer.js';
-import { loadDefinitions } from './functions.js';
+import { loadDefinitions, untilReady } from './functions.js';
 import { createGateway, type Upstream } from './gateway.js';
 import { openApiDocument } from './openapi.js';
 import { ensureDatabase, localPostgres } from './local-postgres.js';
@@ -96,16 +96,4 @@ async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<vo
   say('DATABASE_URL is not set: starting an embedded Postgres (data in .data/postgres)');
   const server = await localPostgres({ dataDir: '.data/postgres', port: Number(process.env.EMBEDDED_POSTGRES_PORT ?? 54329), preferMachine: false });
   return { url: await ensureDatabase(server.adminUrl, 'boxoffice'), stop: server.stop };
-}
-
-async function untilReady(base: string): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    try {
-      if ((await fetch(`${base}/_/ready`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${base} did not become ready`);
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { pool } from '../../shared/db.js';
-import { createEvent, serve, type RunningFunction, useTestIssuer } from '../../shared/test-support/index.js';
+import { createCustomer, createEvent, serve, type RunningFunction, useTestIssuer } from '../../shared/test-support/index.js';
 import getBooking from './index.js';
 
 let fn: RunningFunction;
@@ -13,14 +13,6 @@ before(async () => {
 });
 before(async () => (fn = await serve(getBooking)));
 after(() => fn.stop());
-
-async function createCustomer(): Promise<number> {
-  const { rows } = await pool.query<{ customer_id: number }>(
-    'INSERT INTO customers (name, email) VALUES ($1, $2) RETURNING customer_id',
-    ['Test Customer', `${randomUUID()}@example.com`],
-  );
-  return rows[0]!.customer_id;
-}
 
 interface Booking {
   bookingId: string;
