@@ -41,7 +41,11 @@ export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {})
   let running: Promise<void> | undefined;
   let again = false;
   let stopped = false;
-  const sweep = setInterval(() => relay.nudge(), options.sweepMs ?? 2_000);
+  // The backlog is counted by the sweep only, not after every booking's nudge.
+  const sweep = setInterval(() => {
+    relay.nudge();
+    measureBacklog().catch((error: unknown) => log.warn({ err: error }, 'outbox backlog not measured'));
+  }, options.sweepMs ?? 2_000);
   sweep.unref();
 
   async function publishBatch(): Promise<number> {
@@ -71,7 +75,6 @@ export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {})
           sent = await publishBatch();
           outboxPublished.inc(sent);
         } while (sent === BATCH);
-        await measureBacklog();
       } catch (error) {
         // Nudges that came meanwhile would only fail the same way; the sweep retries.
         again = false;
