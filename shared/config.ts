@@ -5,7 +5,8 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-function integer(name: string, fallback: number, min = 0): number {
+/** An integer setting from the environment, or `fallback`; anything else is a ConfigError. */
+export function integerSetting(name: string, fallback: number, min = 0): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
@@ -26,14 +27,14 @@ function secret(name: string): string | undefined {
 
 /** Every setting a function reads, from the environment, checked once. */
 export const config = {
-  port: integer('PORT', 8080, 0),
+  port: integerSetting('PORT', 8080, 0),
   databaseUrl: secret('DATABASE_URL') ?? 'postgres://postgres@127.0.0.1:5432/boxoffice',
-  databasePoolSize: integer('DATABASE_POOL_SIZE', 10, 1),
+  databasePoolSize: integerSetting('DATABASE_POOL_SIZE', 10, 1),
   /** Largest request body read before the function runs; larger ones get 413. */
-  bodyLimitBytes: integer('BODY_LIMIT_BYTES', 64 * 1024, 1),
+  bodyLimitBytes: integerSetting('BODY_LIMIT_BYTES', 64 * 1024, 1),
   /** Requests served at once before new ones are shed with 503 + Retry-After. */
-  maxInflight: integer('MAX_INFLIGHT', 256, 1),
+  maxInflight: integerSetting('MAX_INFLIGHT', 256, 1),
   /** How long SIGTERM waits for in-flight requests before closing anyway. */
-  drainTimeoutMs: integer('DRAIN_TIMEOUT_MS', 10_000, 0),
+  drainTimeoutMs: integerSetting('DRAIN_TIMEOUT_MS', 10_000, 0),
   logLevel: process.env.LOG_LEVEL || 'info',
 };

@@ -52,6 +52,8 @@ export const problems = {
   idempotencyKeyReused: () =>
     new Problem(422, 'idempotency-key-reused', 'Idempotency-Key already used', 'This Idempotency-Key was used with a different request body'),
   notACloudEvent: (detail: string) => new Problem(400, 'not-a-cloudevent', 'Request is not a CloudEvent', detail),
+  bookingMismatch: (bookingId: string, detail: string) =>
+    new Problem(422, 'booking-mismatch', 'Message disagrees with its booking', `Booking ${bookingId}: ${detail}; the booking is left as it is`),
   unknownBooking: (bookingId: string) =>
     new Problem(422, 'unknown-booking', 'Booking does not exist', `No booking ${bookingId}; the message can never become an order`),
   bodyTooLarge: (limit: number) => new Problem(413, 'body-too-large', 'Request body too large', `The body may be at most ${limit} bytes`),
@@ -62,6 +64,8 @@ export const problems = {
       headers: { 'Retry-After': String(retryAfterSeconds) },
     }),
   notReady: (detail: string) => new Problem(503, 'not-ready', 'Service is not ready', detail, { headers: { 'Retry-After': '1' } }),
+  databaseUnavailable: (detail: string) =>
+    new Problem(503, 'database-unavailable', 'Database unavailable', detail, { headers: { 'Retry-After': '2' } }),
   upstreamUnavailable: (detail: string) =>
     new Problem(502, 'upstream-unavailable', 'Upstream function unavailable', detail),
   internal: () => new Problem(500, 'internal', 'Internal error', 'Something went wrong on our side; it has been logged'),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import book from '../functions/book/index.js';
-import { directSink, startRelay } from '../functions/book/relay.js';
+import { directSink, startRelay } from '../relay/relay.js';
 import consumeOrder from '../functions/consume-order/index.js';
 import { pool } from '../shared/db.js';
 import { createKafka, topics } from '../shared/kafka.js';

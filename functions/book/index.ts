@@ -10,7 +10,7 @@ import { topics } from '../../shared/kafka.js';
 import { log } from '../../shared/log.js';
 import { bookingOutcomes, ticketsSold } from '../../shared/metrics.js';
 import { idSchema } from '../../shared/schemas.js';
-import { sinkFromEnvironment, startRelay, type Relay } from './relay.js';
+import { sinkFromEnvironment, startRelay, type Relay } from '../../relay/relay.js';
 
 /** Most tickets one booking may take: a flash sale must not go to one buyer. */
 export const MAX_TICKETS_PER_BOOKING = 10;

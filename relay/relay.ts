@@ -1,9 +1,9 @@
 import pRetry from 'p-retry';
-import { deliverCloudEvent, DeliveryFailed } from '../../shared/cloudevent-delivery.js';
-import { pool, transaction } from '../../shared/db.js';
-import { createKafka, ensureTopics, kafkaBrokers, type Producer } from '../../shared/kafka.js';
-import { log } from '../../shared/log.js';
-import { outboxBacklog, outboxPublished } from '../../shared/metrics.js';
+import { deliverCloudEvent, DeliveryFailed } from '../shared/cloudevent-delivery.js';
+import { pool, transaction } from '../shared/db.js';
+import { createKafka, ensureTopics, kafkaBrokers, type Producer } from '../shared/kafka.js';
+import { log } from '../shared/log.js';
+import { outboxBacklog, outboxPublished } from '../shared/metrics.js';
 
 /** One outbox row on its way out. */
 export interface OutboxMessage {

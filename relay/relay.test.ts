@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
-import { pool } from '../../shared/db.js';
-import { createKafka } from '../../shared/kafka.js';
-import { eventually, kafkaOrSkip } from '../../shared/test-support/index.js';
+import { pool } from '../shared/db.js';
+import { createKafka } from '../shared/kafka.js';
+import { eventually, kafkaOrSkip } from '../shared/test-support/index.js';
 import { kafkaSink, startRelay, type OutboxMessage, type OutboxSink } from './relay.js';
 
 after(() => pool.end());
