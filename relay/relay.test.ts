@@ -4,7 +4,8 @@ import { after, test } from 'node:test';
 import { pool } from '../shared/db.js';
 import { createKafka } from '../shared/kafka.js';
 import { eventually, kafkaOrSkip } from '../shared/test-support/index.js';
-import { kafkaSink, startRelay, type OutboxMessage, type OutboxSink } from './relay.js';
+import { startRelay, type OutboxMessage, type OutboxSink } from './relay.js';
+import { kafkaSink } from './sinks.js';
 
 after(() => pool.end());
 
@@ -68,4 +69,79 @@ test('rows go to the real Kafka topic, keyed by booking id, once', async (t) => 
   await consumer.disconnect();
   assert.deepEqual(seen.map((m) => m.key).sort(), [...keys].sort());
   assert.equal(seen[0]!.value, `{"bookingId":"${seen[0]!.key}","totalPrice":1.10}`);
+});
+
+/** A sink that records what it is given, after an optional pause. */
+function recordingSink(sent: OutboxMessage[], pauseMs = 0): OutboxSink {
+  return {
+    name: 'recording',
+    async send(messages) {
+      if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      sent.push(...messages);
+    },
+    close: async () => undefined,
+  };
+}
+
+test('while a relay sends, it holds no transaction, no row lock and no pooled connection', async () => {
+  const key = await outboxRow('relay-test');
+  let release!: () => void;
+  const sending = new Promise<void>((resolve) => (release = resolve));
+  let started!: () => void;
+  const sendStarted = new Promise<void>((resolve) => (started = resolve));
+  const relay = startRelay(
+    {
+      name: 'slow',
+      async send() {
+        started();
+        await sending;
+      },
+      close: async () => undefined,
+    },
+    { sweepMs: 3_600_000 },
+  );
+  relay.nudge();
+  await sendStarted;
+  const { rows } = await pool.query<{ open: number }>(
+    `SELECT count(*)::int AS open FROM pg_stat_activity
+      WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+  );
+  assert.equal(rows[0]!.open, 0, 'no transaction stays open across the send');
+  assert.equal(pool.idleCount, pool.totalCount, 'every pooled connection is back in the pool');
+  const locked = await pool.query('SELECT 1 FROM outbox WHERE message_key = $1 FOR UPDATE NOWAIT', [key]);
+  assert.equal(locked.rowCount, 1, 'the row is not locked while it is sent');
+  release();
+  await relay.flush();
+  await relay.stop();
+  assert.notEqual(await publishedAt(key), null);
+});
+
+test('any number of relays share the outbox: every row is sent exactly once', async () => {
+  const keys = await Promise.all(Array.from({ length: 300 }, () => outboxRow('relay-test')));
+  const sent: OutboxMessage[] = [];
+  const relays = [0, 1, 2].map(() => startRelay(recordingSink(sent, 5), { sweepMs: 3_600_000, batch: 7 }));
+  await Promise.all(relays.map((relay) => relay.flush()));
+  await Promise.all(relays.map((relay) => relay.stop()));
+  const mine = new Set(keys);
+  const counts = new Map<string, number>();
+  for (const m of sent.filter((m) => mine.has(m.key))) counts.set(m.key, (counts.get(m.key) ?? 0) + 1);
+  assert.equal(counts.size, keys.length, 'every row was sent');
+  assert.deepEqual([...counts.values()].filter((n) => n !== 1), [], 'no row was sent twice');
+  for (const key of keys.slice(0, 5)) assert.notEqual(await publishedAt(key), null);
+});
+
+test('a row claimed by a relay that died is sent by another once the lease runs out', async () => {
+  const key = await outboxRow('relay-test');
+  // What a relay killed mid-send leaves behind: a claim nobody will finish.
+  await pool.query("UPDATE outbox SET claimed_until = now() + interval '1 second' WHERE message_key = $1", [key]);
+  const sent: OutboxMessage[] = [];
+  const relay = startRelay(recordingSink(sent), { sweepMs: 100 });
+  try {
+    await relay.flush();
+    assert.equal(sent.filter((m) => m.key === key).length, 0, 'a live lease keeps other relays off the row');
+    await eventually('the row to be sent after its lease', async () => (await publishedAt(key)) ?? undefined);
+    assert.equal(sent.filter((m) => m.key === key).length, 1);
+  } finally {
+    await relay.stop();
+  }
 });

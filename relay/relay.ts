@@ -1,7 +1,4 @@
-import pRetry from 'p-retry';
-import { deliverCloudEvent, DeliveryFailed } from '../shared/cloudevent-delivery.js';
-import { pool, transaction } from '../shared/db.js';
-import { createKafka, ensureTopics, kafkaBrokers, type Producer } from '../shared/kafka.js';
+import { pool } from '../shared/db.js';
 import { log } from '../shared/log.js';
 import { outboxBacklog, outboxPublished } from '../shared/metrics.js';
 
@@ -20,6 +17,17 @@ export interface OutboxSink {
   close(): Promise<void>;
 }
 
+export interface RelayOptions {
+  /** How often the outbox is swept for rows nobody woke the relay for. */
+  sweepMs?: number;
+  /** Rows claimed and sent at once. */
+  batch?: number;
+  /** How long a claim keeps other relays off a row; longer than any send may take. */
+  leaseMs?: number;
+  /** A send that takes longer counts as failed (it may still arrive: downstream is idempotent). */
+  sendTimeoutMs?: number;
+}
+
 export interface Relay {
   /** Publish what is pending now (coalesces with a run already going). */
   nudge(): void;
@@ -28,64 +36,73 @@ export interface Relay {
   stop(): Promise<void>;
 }
 
-const BATCH = 100;
+// Claims unpublished rows whose lease is free, in one statement: it commits
+// at once, so no row lock and no connection is held while the rows are sent.
+// SKIP LOCKED lets any number of relays claim side by side.
+const CLAIM = `
+  UPDATE outbox SET claimed_until = now() + $2 * interval '1 millisecond'
+   WHERE outbox_id IN (SELECT outbox_id FROM outbox
+                        WHERE published_at IS NULL
+                          AND (claimed_until IS NULL OR claimed_until < now())
+                        ORDER BY outbox_id
+                        LIMIT $1
+                          FOR UPDATE SKIP LOCKED)
+  RETURNING outbox_id AS "outboxId", topic, message_key AS key, payload::text AS payload`;
+const MARK_PUBLISHED = 'UPDATE outbox SET published_at = now(), claimed_until = NULL WHERE outbox_id = ANY($1::bigint[])';
+const RELEASE = 'UPDATE outbox SET claimed_until = NULL WHERE outbox_id = ANY($1::bigint[]) AND published_at IS NULL';
 
 /**
- * The outbox relay: publishes rows in id order, marks them published in the
- * same transaction that locked them (SKIP LOCKED, so any number of book
- * instances share the work), and sweeps on a timer for rows a crash between
- * commit and publish left behind. A failed send rolls back: the rows stay
- * and the next sweep tries again.
+ * The outbox relay: claims rows, sends them, marks them published. A send
+ * that fails gives its rows back and the relay rests until the next sweep
+ * (a nudge during an outage would only fail the same way). A relay that
+ * dies mid-send leaves its rows claimed until the lease runs out; another
+ * relay then sends them again, which the idempotent consumer absorbs.
  */
-export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {}): Relay {
+export function startRelay(sink: OutboxSink, options: RelayOptions = {}): Relay {
+  const { sweepMs = 2_000, batch = 100, leaseMs = 30_000, sendTimeoutMs = 10_000 } = options;
   let running: Promise<void> | undefined;
   let again = false;
   let stopped = false;
-  // The backlog is counted by the sweep only, not after every booking's nudge.
+  let restingUntil = 0;
+
   const sweep = setInterval(() => {
+    restingUntil = 0;
     relay.nudge();
     measureBacklog().catch((error: unknown) => log.warn({ err: error }, 'outbox backlog not measured'));
-  }, options.sweepMs ?? 2_000);
+  }, sweepMs);
   sweep.unref();
 
   async function publishBatch(): Promise<number> {
-    return transaction(async (client) => {
-      const { rows } = await client.query<OutboxMessage>(
-        `SELECT outbox_id AS "outboxId", topic, message_key AS key, payload::text AS payload
-           FROM outbox
-          WHERE published_at IS NULL
-          ORDER BY outbox_id
-          LIMIT $1
-            FOR UPDATE SKIP LOCKED`,
-        [BATCH],
-      );
-      if (rows.length === 0) return 0;
-      await pRetry(() => sink.send(rows), { retries: 2, minTimeout: 100, maxTimeout: 1_000 });
-      await client.query('UPDATE outbox SET published_at = now() WHERE outbox_id = ANY($1::bigint[])', [rows.map((r) => r.outboxId)]);
-      return rows.length;
-    });
+    const { rows } = await pool.query<OutboxMessage>(CLAIM, [batch, leaseMs]);
+    if (rows.length === 0) return 0;
+    const ids = rows.map((row) => row.outboxId);
+    try {
+      await withTimeout(sink.send(rows), sendTimeoutMs, `${sink.name} send took longer than ${sendTimeoutMs} ms`);
+    } catch (error) {
+      await pool.query(RELEASE, [ids]).catch(() => undefined);
+      throw error;
+    }
+    await pool.query(MARK_PUBLISHED, [ids]);
+    outboxPublished.inc(rows.length);
+    return rows.length;
   }
 
   async function run(): Promise<void> {
     do {
       again = false;
       try {
-        let sent: number;
-        do {
-          sent = await publishBatch();
-          outboxPublished.inc(sent);
-        } while (sent === BATCH);
+        while ((await publishBatch()) === batch && !stopped);
       } catch (error) {
-        // Nudges that came meanwhile would only fail the same way; the sweep retries.
         again = false;
+        restingUntil = Date.now() + sweepMs;
         log.warn({ err: error, sink: sink.name }, 'outbox publish failed; rows stay for the next sweep');
       }
-    } while (again);
+    } while (again && !stopped);
   }
 
   const relay: Relay = {
     nudge() {
-      if (stopped) return;
+      if (stopped || Date.now() < restingUntil) return;
       if (running) {
         again = true;
         return;
@@ -94,6 +111,7 @@ export function startRelay(sink: OutboxSink, options: { sweepMs?: number } = {})
     },
     async flush() {
       await running;
+      restingUntil = 0;
       relay.nudge();
       await running;
     },
@@ -112,62 +130,8 @@ async function measureBacklog(): Promise<void> {
   outboxBacklog.set(rows[0]?.backlog ?? 0);
 }
 
-/** Publishes to Kafka with an idempotent producer, keyed by booking id. */
-export async function kafkaSink(brokers: string[]): Promise<OutboxSink> {
-  const kafka = createKafka('boxoffice-book', brokers);
-  await ensureTopics(kafka);
-  // A short retry budget: the relay holds its rows' locks while it sends, and
-  // its own sweep retries anyway.
-  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 3, initialRetryTime: 200 } });
-  await producer.connect();
-  return {
-    name: 'kafka',
-    async send(messages) {
-      await producer.sendBatch({
-        acks: -1,
-        topicMessages: [...new Set(messages.map((m) => m.topic))].map((topic) => ({
-          topic,
-          messages: messages
-            .filter((m) => m.topic === topic)
-            .map((m) => ({ key: m.key, value: m.payload, headers: { 'content-type': 'application/json' } })),
-        })),
-      });
-    },
-    close: () => producer.disconnect(),
-  };
-}
-
-/**
- * Without Kafka (local runs), delivers each row straight to consume-order
- * over the same CloudEvent contract the trigger uses. A message the
- * consumer refuses for good is logged and not retried.
- */
-export function directSink(url: string): OutboxSink {
-  return {
-    name: 'direct',
-    async send(messages) {
-      for (const m of messages) {
-        try {
-          await deliverCloudEvent(url, { id: `outbox-${m.outboxId}`, type: 'dev.boxoffice.booking.accepted', source: '/boxoffice/book', subject: m.key, data: m.payload });
-        } catch (error) {
-          if (error instanceof DeliveryFailed && !error.retryable) log.error({ err: error, outboxId: m.outboxId }, 'consume-order refused an outbox message');
-          else throw error;
-        }
-      }
-    },
-    close: async () => undefined,
-  };
-}
-
-/** The sink the environment asks for: Kafka when KAFKA_BROKERS is set, else consume-order directly. */
-export async function sinkFromEnvironment(): Promise<OutboxSink | undefined> {
-  const brokers = kafkaBrokers();
-  if (brokers.length) return kafkaSink(brokers);
-  const url = process.env.CONSUME_ORDER_URL;
-  if (url) {
-    log.info({ url }, 'KAFKA_BROKERS is not set: outbox events go straight to consume-order as CloudEvents');
-    return directSink(url);
-  }
-  log.warn('neither KAFKA_BROKERS nor CONSUME_ORDER_URL is set: bookings stay in the outbox until a relay runs');
-  return undefined;
+function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)));
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -100,21 +100,18 @@ export function createFunctionHost(definition: FunctionDefinition, limits: Parti
 }
 
 /**
- * Listens on `port`, starts the function's background work, and on SIGTERM
- * or SIGINT drains requests, stops the background work, then exits.
+ * Listens on `port`, and on SIGTERM or SIGINT drains requests, then exits.
  */
 export async function serveFunction(definition: FunctionDefinition, port: number): Promise<FunctionHost> {
   const host = createFunctionHost(definition);
   host.server.listen(port);
   await once(host.server, 'listening');
-  const background = definition.background?.();
   log.info({ port, route: definition.route }, `${definition.name} listening`);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'draining');
       host
         .drain()
-        .then(() => background?.stop())
         .then(() => pool.end())
         .then(
         () => process.exit(0),

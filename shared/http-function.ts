@@ -35,12 +35,6 @@ export interface HttpFunctionSpec<Params, Query, Body> {
   /** The status of a successful answer, 200 unless said. */
   success?: number;
   handle(request: HttpRequest<Params, Query, Body>): Promise<HttpResult>;
-  /** Work the deployed function runs beside its requests (started by the host, stopped on drain). */
-  background?: () => Background;
-}
-
-export interface Background {
-  stop(): Promise<void>;
 }
 
 /** A function as the host, the gateway and the deployment files see it. */
@@ -52,7 +46,6 @@ export interface FunctionDefinition {
   /** What it answers on success (documented in the OpenAPI document). */
   success?: number;
   schemas?: Schemas;
-  background?: () => Background;
 }
 
 export interface Schemas {
@@ -116,7 +109,8 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
       res.end(toJson(result.body));
     } catch (error) {
       const problem = sendProblem(res, error);
-      if (problem.status >= 500) log.error({ err: error, requestId }, 'request failed');
+      // A 500 is a bug; other 5xx (a database or an upstream down) are an outage, at warn.
+      if (problem.status >= 500) log[problem.status === 500 ? 'error' : 'warn']({ err: error, requestId }, 'request failed');
     }
   });
 
@@ -127,7 +121,6 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
     access: spec.access ?? 'public',
     success: spec.success ?? 200,
     schemas: spec.schemas,
-    background: spec.background,
   };
 }
 

@@ -77,3 +77,27 @@ export const triggerLag = new Gauge({
   labelNames: ['topic', 'partition'] as const,
   registers: [registry],
 });
+
+export const oldestPendingBooking = new Gauge({
+  name: 'boxoffice_oldest_pending_booking_seconds',
+  help: 'Age of the oldest booking still PENDING (0 when none), as of the relay\'s last sweep',
+  registers: [registry],
+});
+
+export const bookingsRedriven = new Counter({
+  name: 'boxoffice_bookings_redriven_total',
+  help: 'Bookings PENDING too long whose message the relay published again',
+  registers: [registry],
+});
+
+export const triggerPausedPartitions = new Gauge({
+  name: 'boxoffice_trigger_paused_partitions',
+  help: 'Partitions the trigger holds paused while it waits to retry a delivery that failed',
+  registers: [registry],
+});
+
+export const triggerRetryAge = new Gauge({
+  name: 'boxoffice_trigger_retry_age_seconds',
+  help: 'How long the longest-failing message the trigger is retrying has been failing (0: none)',
+  registers: [registry],
+});

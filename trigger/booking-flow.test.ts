@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import book from '../functions/book/index.js';
-import { directSink, startRelay } from '../relay/relay.js';
+import { startRelay } from '../relay/relay.js';
+import { directSink, kafkaSink } from '../relay/sinks.js';
+import { listenForOutbox } from '../relay/wakeup.js';
 import consumeOrder from '../functions/consume-order/index.js';
 import { pool } from '../shared/db.js';
 import { createKafka, topics } from '../shared/kafka.js';
 import { createCustomer, createEvent, eventually, kafkaOrSkip, metricValue, serve, useTestIssuer, type TestIssuer } from '../shared/test-support/index.js';
 import { startTrigger } from './trigger.js';
 
-// The whole flow on real parts: book -> outbox -> relay -> Kafka -> trigger
+// The whole flow on real parts: book -> outbox -> (NOTIFY) relay -> Kafka -> trigger
 // -> consume-order -> Postgres, and the same without Kafka.
 
 async function bookingStates(eventId: number) {
@@ -37,8 +39,13 @@ test('through Kafka: concurrent bookings sell exactly the capacity, and every ac
   const booking = await serve(book, { maxInflight: 1000 });
   t.after(() => booking.stop());
   t.after(() => orders.stop());
-  const relay = book.background!();
-  t.after(() => relay.stop());
+  // No sweep within the test's time: only the outbox's NOTIFY at each commit wakes the relay.
+  const relay = startRelay(await kafkaSink(brokers), { sweepMs: 3_600_000 });
+  const wakeup = listenForOutbox(() => relay.nudge());
+  t.after(async () => {
+    await wakeup.stop();
+    await relay.stop();
+  });
   const trigger = await startTrigger({
     brokers,
     topic: topics.booking,

@@ -1,16 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
-import pRetry from 'p-retry';
 import type pg from 'pg';
 import { mayActFor } from '../../shared/auth.js';
 import { pool, transaction } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
-import { Decimal, toJson } from '../../shared/json.js';
+import { Decimal } from '../../shared/json.js';
 import { topics } from '../../shared/kafka.js';
-import { log } from '../../shared/log.js';
 import { bookingOutcomes, ticketsSold } from '../../shared/metrics.js';
 import { idSchema } from '../../shared/schemas.js';
-import { sinkFromEnvironment, startRelay, type Relay } from '../../relay/relay.js';
 
 /** Most tickets one booking may take: a flash sale must not go to one buyer. */
 export const MAX_TICKETS_PER_BOOKING = 10;
@@ -31,14 +28,13 @@ interface BookingRow {
   request_hash: string | null;
 }
 
-let relay: Relay | undefined;
-
 /**
  * POST /api/v1/booking: reserves tickets and accepts a booking, for the
  * customer of the caller's token (or anyone's, for an admin). In one
  * transaction it checks the customer, takes the tickets with a conditional
  * update (the database refuses to go below zero anyway), stores the booking
- * as PENDING and its outbox row. The order follows through Kafka.
+ * as PENDING and its outbox row, which wakes the relay at commit. The order
+ * follows through Kafka.
  */
 export default httpFunction<Record<string, never>, Record<string, never>, BookingRequest>({
   name: 'book',
@@ -78,32 +74,10 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
     } else {
       bookingOutcomes.inc({ outcome: 'accepted' });
       ticketsSold.inc(booking.ticket_count);
-      relay?.nudge();
     }
     return {
       headers: { Location: `/api/v1/booking/${booking.booking_id}`, ...(replayed ? { 'Idempotent-Replayed': 'true' } : {}) },
       body: answer(booking),
-    };
-  },
-
-  background() {
-    // Kafka may be down when the function starts: keep trying, bookings wait in the outbox meanwhile.
-    const stopping = new AbortController();
-    const started = pRetry(sinkFromEnvironment, {
-      retries: Infinity,
-      maxTimeout: 30_000,
-      signal: stopping.signal,
-      onFailedAttempt: ({ error }) => log.warn({ err: error }, 'outbox relay cannot start yet; bookings wait in the outbox'),
-    }).then((sink) => {
-      if (sink) relay = startRelay(sink);
-    });
-    return {
-      async stop() {
-        stopping.abort();
-        await started.catch(() => undefined);
-        await relay?.stop();
-        relay = undefined;
-      },
     };
   },
 });
@@ -144,9 +118,12 @@ async function reserve(db: pg.PoolClient, request: BookingRequest, key: string |
      RETURNING booking_id, customer_id, event_id, ticket_count, total_price, status, request_hash`,
     [bookingId, request.userId, request.eventId, request.ticketCount, reserved.rows[0]!.total_price, key ?? null, fingerprint ?? null],
   );
-  const booking = rows[0]!;
-  await db.query('INSERT INTO outbox (topic, message_key, payload) VALUES ($1, $2, $3)', [topics.booking, bookingId, toJson(message(booking))]);
-  return booking;
+  // The message is shaped by the database (booking_message), so a re-driven booking sends the same one.
+  await db.query('INSERT INTO outbox (topic, message_key, payload) SELECT $1, booking_id::text, booking_message(b) FROM bookings b WHERE booking_id = $2', [
+    topics.booking,
+    bookingId,
+  ]);
+  return rows[0]!;
 }
 
 async function whyNotReserved(db: pg.PoolClient, eventId: number): Promise<Error> {
@@ -172,18 +149,14 @@ function isKeyConflict(error: unknown): boolean {
   return (error as { constraint?: string }).constraint === 'bookings_idempotency_key_once';
 }
 
-/** The message on the `booking` topic: the original four fields plus the booking id. */
-function message(booking: BookingRow) {
+/** The original service's four fields, plus the booking id and its status. */
+function answer(booking: BookingRow) {
   return {
     bookingId: booking.booking_id,
     userId: booking.customer_id,
     eventId: booking.event_id,
     ticketCount: booking.ticket_count,
     totalPrice: new Decimal(booking.total_price),
+    status: booking.status,
   };
-}
-
-/** The original service's four fields, plus the booking id and its status. */
-function answer(booking: BookingRow) {
-  return { ...message(booking), status: booking.status };
 }
