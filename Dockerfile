@@ -1,6 +1,7 @@
-# One image per function, and one for the Kafka trigger:
+# One image per function, one for the Kafka trigger, one for the outbox relay:
 #   docker build --build-arg FUNCTION=get-event -t boxoffice/get-event .
 #   docker build --target trigger -t boxoffice/trigger .
+#   docker build --target relay -t boxoffice/relay .
 # The build stage compiles TypeScript; the runtime has production
 # dependencies and compiled code only: no dev tools, no tests.
 FROM node:20-bookworm-slim AS build
@@ -11,6 +12,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY shared ./shared
 COPY functions ./functions
 COPY trigger ./trigger
+COPY relay ./relay
 RUN npm run build
 
 FROM node:20-bookworm-slim AS deps
@@ -33,6 +35,10 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
 # The trigger: consumes the booking topic, delivers to consume-order.
 FROM runtime AS trigger
 CMD ["node", "dist/trigger/main.js"]
+
+# The outbox relay: publishes accepted bookings to Kafka.
+FROM runtime AS relay
+CMD ["node", "dist/relay/main.js"]
 
 # A function (the default target); `node dist/shared/migrate.js` in it migrates a database.
 FROM runtime AS function

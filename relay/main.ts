@@ -54,12 +54,13 @@ try {
     log.info({ sink: connected.name }, 'relay publishing');
   });
 
-  const reconcile = setInterval(() => {
+  const checkStuckBookings = () =>
     redriveStuckBookings(topics.booking, settings.redriveAfterMs)
       .then((count) => count && log.warn({ count }, 'bookings PENDING too long: their messages are published again'))
       .then(() => measureOldestPending())
       .catch((error: unknown) => log.warn({ err: error }, 'stuck bookings not checked'));
-  }, Math.min(settings.redriveAfterMs / 2, 10_000));
+  void checkStuckBookings();
+  const reconcile = setInterval(checkStuckBookings, Math.min(settings.redriveAfterMs / 2, 10_000));
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import type { FunctionDefinition } from '../shared/http-function.js';
 import { functionNames } from './functions.js';
 
@@ -24,6 +24,8 @@ const stack = readYaml('stack.yml');
 const stackFunctions = object(stack.functions, 'stack.yml functions');
 const prometheus = readYaml('deploy/prometheus/prometheus.yml');
 const names = functionNames();
+/** The long-running processes beside the functions, each with its own folder, image target and main.js. */
+const workers = ['trigger', 'relay'];
 
 /** The Debian tool `command`, or a loud skip (a failure under CI=true) when it is not installed. */
 function toolOrSkip(t: TestContext, command: string, why: string): boolean {
@@ -120,19 +122,45 @@ test('every function folder is a compose service and an OpenFaaS function built 
 
   // The other way round: nothing deployed that has no folder.
   assert.deepEqual(Object.keys(stackFunctions).sort(), names, 'stack.yml functions are exactly the folders of functions/');
-  const built = Object.keys(services).filter((name) => service(name).build !== undefined && !['migrate', 'trigger'].includes(name));
-  assert.deepEqual(built.sort(), names, 'the compose services built from this repository (besides migrate and trigger) are exactly the folders of functions/');
+  const built = Object.keys(services).filter((name) => service(name).build !== undefined && !['migrate', ...workers].includes(name));
+  assert.deepEqual(built.sort(), names, 'the compose services built from this repository (besides migrate and the workers) are exactly the folders of functions/');
 });
 
-test('the trigger is a compose service built from the Dockerfile that runs dist/trigger/main.js and delivers to consume-order', () => {
-  const trigger = service('trigger');
-  const build = object(trigger.build, 'compose trigger build');
-  checkBuild('trigger', build, 'compose');
-  if (build.args !== undefined) assert.equal(object(build.args, 'compose trigger build args').FUNCTION, 'trigger', 'a FUNCTION build arg, if any, names the trigger');
-  const { cmd } = builtStage(build);
-  assert.deepEqual(trigger.command ?? cmd, ['node', 'dist/trigger/main.js'], 'compose trigger runs the trigger');
-  assert.equal(object(trigger.environment, 'compose trigger environment').CONSUME_ORDER_URL, 'http://consume-order:8080');
+test('each long-running worker (trigger, relay) is a compose service built from its own Dockerfile target that runs dist/<worker>/main.js', () => {
+  for (const worker of workers) {
+    const build = object(service(worker).build, `compose ${worker} build`);
+    checkBuild(worker, build, 'compose');
+    assert.equal(build.target, worker, `compose ${worker} builds the Dockerfile target ${worker}`);
+    const { cmd } = builtStage(build);
+    assert.deepEqual(service(worker).command ?? cmd, ['node', `dist/${worker}/main.js`], `compose ${worker} runs dist/${worker}/main.js`);
+    assert.equal(service(worker).restart, 'unless-stopped', `compose restarts ${worker} when it exits`);
+  }
+  assert.equal(object(service('trigger').environment, 'compose trigger environment').CONSUME_ORDER_URL, 'http://consume-order:8080');
   assert.ok(dependsOn('trigger').includes('consume-order'), 'the trigger starts after consume-order');
+  const relayEnv = object(service('relay').environment, 'compose relay environment');
+  assert.ok(relayEnv.KAFKA_BROKERS && relayEnv.DATABASE_URL, 'the relay reads the database and publishes to Kafka');
+  assert.equal(object(service('book').environment, 'compose book environment').KAFKA_BROKERS, undefined, 'book does only its request: it needs no Kafka');
+});
+
+test('the Kubernetes manifest deploys each worker beside the OpenFaaS functions, with its probes', () => {
+  const documents = parseAllDocuments(readFileSync('deploy/kubernetes/workers.yml', 'utf8')).map((d) => d.toJSON() as Yaml);
+  for (const worker of workers) {
+    const deployment = documents.find((d) => d.kind === 'Deployment' && object(d.metadata, 'metadata').name === worker);
+    assert.ok(deployment, `a Deployment named ${worker}`);
+    const pod = object(object(object(deployment.spec, 'spec').template, 'template').spec, 'pod spec');
+    const container = object(list(pod.containers)[0], `${worker} container`);
+    assert.equal(container.image, `boxoffice/${worker}:latest`);
+    assert.equal(object(object(container.readinessProbe, 'readinessProbe').httpGet, 'httpGet').path, '/_/ready', `${worker} is ready when its /_/ready says so`);
+    assert.equal(object(object(container.livenessProbe, 'livenessProbe').httpGet, 'httpGet').path, '/_/health', `${worker} is alive while /_/health answers`);
+  }
+});
+
+test('the alert rules load and fire when they should (promtool test rules)', (t) => {
+  if (!toolOrSkip(t, 'promtool', 'the alert rules are not checked')) return;
+  assert.deepEqual(list(prometheus.rule_files), ['alerts.yml'], 'prometheus.yml loads alerts.yml');
+  assert.ok(mountsOf('prometheus', 'deploy/prometheus/alerts.yml').includes('/etc/prometheus/alerts.yml'), 'compose mounts the alert rules beside the config');
+  const result = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: 'deploy/prometheus', encoding: 'utf8', timeout: 60_000 });
+  assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
 });
 
 test('the Dockerfile compiles every folder the build includes, so each image holds the code its command runs (dist/trigger/main.js too)', () => {
@@ -229,11 +257,11 @@ interface ScrapeConfig {
   static_configs?: { targets: string[]; labels?: Record<string, string> }[];
 }
 
-test('Prometheus scrapes every function and the trigger at <name>:8080/metrics every 5 s, labelled with the function, and nothing else', () => {
+test('Prometheus scrapes every function and worker at <name>:8080/metrics every 5 s, labelled with the function, and nothing else', () => {
   const global = object(prometheus.global, 'prometheus.yml global');
   assert.equal(global.scrape_interval, '5s');
   const jobs = list(prometheus.scrape_configs) as ScrapeConfig[];
-  const scraped = [...names, 'trigger'];
+  const scraped = [...names, ...workers];
   for (const name of scraped) {
     const job = jobs.find((j) => j.job_name === name);
     assert.ok(job, `a scrape job for ${name}`);
