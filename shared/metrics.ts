@@ -47,7 +47,7 @@ export const ticketsSold = new Counter({
 
 export const orderOutcomes = new Counter({
   name: 'boxoffice_orders_total',
-  help: 'Booking messages consumed, by outcome (created, duplicate, failed)',
+  help: 'Booking messages consumed, by outcome (created, duplicate)',
   labelNames: ['outcome'] as const,
   registers: [registry],
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { deliverCloudEvent } from '../../shared/cloudevent-delivery.js';
 import { pool } from '../../shared/db.js';
 import { createCustomer, createEvent, metricValue, serve, type RunningFunction } from '../../shared/test-support/index.js';
 import consumeOrder from './index.js';
@@ -29,12 +30,31 @@ async function pendingBooking(ticketCount = 2): Promise<Booking> {
   return { bookingId, userId, eventId, ticketCount };
 }
 
-function binary(data: unknown, id = randomUUID(), headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<Response> {
-  return fetch(fn.url, {
-    method: 'POST',
-    headers: { 'ce-specversion': '1.0', 'ce-id': id, 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/test', ...headers },
-    body: JSON.stringify(data),
-  });
+const BINARY_HEADERS = { 'ce-specversion': '1.0', 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/test', 'content-type': 'application/json' };
+
+function post(headers: Record<string, string>, body?: string | Buffer): Promise<Response> {
+  return fetch(fn.url, { method: 'POST', headers, body });
+}
+
+/** A binary CloudEvent; `data` given as a string is sent as that exact JSON text. */
+function binary(data: unknown, id = randomUUID(), headers: Record<string, string> = {}): Promise<Response> {
+  return post({ ...BINARY_HEADERS, 'ce-id': id, ...headers }, typeof data === 'string' ? data : JSON.stringify(data));
+}
+
+/** A structured CloudEvent whose data is the exact JSON text `dataText`; an attribute given as undefined is left out. */
+function structured(dataText: string, attributes: Record<string, unknown> = {}): Promise<Response> {
+  const envelope = JSON.stringify({ specversion: '1.0', id: randomUUID(), type: 'dev.knative.kafka.event', source: '/s', ...attributes });
+  return post({ 'content-type': 'application/cloudevents+json' }, envelope.replace(/}$/, `,"data":${dataText}}`));
+}
+
+/** The message `book` writes for a booking, with its total as exact JSON text. */
+function messageText(booking: Booking, fields: Record<string, unknown> = {}, totalPrice = '25.00'): string {
+  return JSON.stringify({ ...booking, ...fields }).replace(/}$/, `,"totalPrice":${totalPrice}}`);
+}
+
+async function problemOf(res: Response): Promise<{ status: number; type: string; detail: string; contentType: string | null }> {
+  const body = (await res.json()) as { type: string; detail: string };
+  return { status: res.status, type: body.type, detail: body.detail, contentType: res.headers.get('content-type') };
 }
 
 async function state(booking: Booking) {
@@ -75,15 +95,49 @@ test('concurrent redeliveries of one message still make one order', async () => 
   assert.equal((await state(booking)).orders, 1);
 });
 
-test('a message that disagrees with its booking fails the booking and releases its tickets', async () => {
+test('a message that disagrees with its booking is refused with 422 and leaves the booking, tickets and orders as they were', async () => {
   const booking = await pendingBooking(2);
-  const res = await binary({ ...booking, ticketCount: 5 });
+  const other = { eventId: (await createEvent({ capacity: 10 })).eventId, userId: await createCustomer() };
+  const disagreeing: [string, string][] = [
+    ['ticketCount', messageText(booking, { ticketCount: 5 })],
+    ['eventId', messageText(booking, { eventId: other.eventId })],
+    ['userId', messageText(booking, { userId: other.userId })],
+    ['totalPrice', messageText(booking, {}, '25.01')],
+    // The same float as 25.00, but not the same decimal.
+    ['totalPrice', messageText(booking, {}, '25.000000000000000001')],
+  ];
+  for (const [field, text] of disagreeing) {
+    const problem = await problemOf(await binary(text));
+    assert.equal(problem.status, 422, `${field}: ${problem.detail}`);
+    assert.equal(problem.type, 'urn:boxoffice:problem:booking-mismatch');
+    assert.match(problem.detail, new RegExp(field));
+    assert.deepEqual(await state(booking), { status: 'PENDING', orders: 0, total: null, left_capacity: 8 }, field);
+  }
+  const { rows } = await pool.query<{ left_capacity: number }>('SELECT left_capacity FROM events WHERE event_id = $1', [other.eventId]);
+  assert.equal(rows[0]!.left_capacity, 10);
+
+  // The right message, its total in other digits of the same decimal, still confirms it.
+  const res = await binary(messageText(booking, {}, '25.000'));
   assert.equal(res.status, 200);
-  assert.equal(((await res.json()) as { outcome: string }).outcome, 'failed');
-  assert.deepEqual(await state(booking), { status: 'FAILED', orders: 0, total: null, left_capacity: 10 });
-  // A later, correct delivery cannot resurrect it.
-  await binary(booking);
-  assert.deepEqual(await state(booking), { status: 'FAILED', orders: 0, total: null, left_capacity: 10 });
+  assert.equal(((await res.json()) as { outcome: string }).outcome, 'created');
+  assert.deepEqual(await state(booking), { status: 'CONFIRMED', orders: 1, total: '25.00', left_capacity: 8 });
+});
+
+test('a message that disagrees with a confirmed booking is refused too, not taken for a duplicate', async () => {
+  const booking = await pendingBooking(2);
+  assert.equal((await binary(booking)).status, 200);
+  const problem = await problemOf(await binary({ ...booking, ticketCount: 3 }));
+  assert.equal(problem.status, 422);
+  assert.equal(problem.type, 'urn:boxoffice:problem:booking-mismatch');
+  assert.deepEqual(await state(booking), { status: 'CONFIRMED', orders: 1, total: '25.00', left_capacity: 8 });
+});
+
+test("a structured event's totalPrice is compared as a decimal too", async () => {
+  const booking = await pendingBooking(2);
+  assert.equal((await structured(messageText(booking, {}, '25.000000000000000001'))).status, 422);
+  assert.equal((await state(booking)).status, 'PENDING');
+  assert.equal((await structured(messageText(booking, {}, '25.0'))).status, 200);
+  assert.equal((await state(booking)).status, 'CONFIRMED');
 });
 
 test('a message for a booking that does not exist is refused with 422, so it is dead-lettered', async () => {
@@ -110,6 +164,13 @@ test('a binary CloudEvent without a Content-Type is still read as JSON', async (
   assert.equal((await state(booking)).status, 'CONFIRMED');
 });
 
+test("the binary event the trigger delivers, with book's exact total, confirms the booking", async () => {
+  const booking = await pendingBooking(2);
+  const event = { id: 'partition:0/offset:7', type: 'dev.knative.kafka.event', source: '/boxoffice/trigger/booking', subject: booking.bookingId };
+  await deliverCloudEvent(fn.url, { ...event, data: messageText(booking) });
+  assert.deepEqual(await state(booking), { status: 'CONFIRMED', orders: 1, total: '25.00', left_capacity: 8 });
+});
+
 test('a structured-mode CloudEvent is accepted', async () => {
   const booking = await pendingBooking(1);
   const res = await fetch(fn.url, {
@@ -126,7 +187,7 @@ test("OpenFaaS kafka-connector's raw message is accepted", async () => {
   const res = await fetch(fn.url, {
     method: 'POST',
     headers: { 'x-topic': 'booking', 'x-kafka-partition': '0', 'x-kafka-offset': '42', 'x-kafka-key': booking.bookingId },
-    body: JSON.stringify(booking),
+    body: messageText(booking, {}, '12.50'),
   });
   assert.equal(res.status, 200);
   assert.equal((await state(booking)).status, 'CONFIRMED');
@@ -138,4 +199,101 @@ test('a request that is no CloudEvent is a 400 problem; a GET is a 405', async (
   assert.equal(((await res.json()) as { type: string }).type, 'urn:boxoffice:problem:not-a-cloudevent');
   assert.equal((await fetch(fn.url)).status, 405);
   assert.equal((await fetch(`${fn.url}/_/health`)).status, 200);
+});
+
+test('specversion 0.3 is refused with a 400 naming it, in binary and structured mode', async () => {
+  const booking = await pendingBooking(1);
+  for (const res of [await binary(booking, randomUUID(), { 'ce-specversion': '0.3' }), await structured(JSON.stringify(booking), { specversion: '0.3' })]) {
+    const problem = await problemOf(res);
+    assert.equal(problem.status, 400);
+    assert.equal(problem.type, 'urn:boxoffice:problem:not-a-cloudevent');
+    assert.match(problem.detail, /specversion "0\.3"/);
+  }
+  assert.equal((await state(booking)).status, 'PENDING');
+});
+
+test('a structured event without a source is refused with a 400 naming it', async () => {
+  const booking = await pendingBooking(1);
+  const problem = await problemOf(await structured(JSON.stringify(booking), { source: undefined }));
+  assert.equal(problem.status, 400);
+  assert.equal(problem.type, 'urn:boxoffice:problem:not-a-cloudevent');
+  assert.match(problem.detail, /source/);
+  assert.equal((await state(booking)).status, 'PENDING');
+});
+
+test('no malformed event gets a 500: each is a 400 problem and writes nothing', async () => {
+  const booking = await pendingBooking(1);
+  const data = JSON.stringify(booking);
+  const id = randomUUID();
+  const ce = 'urn:boxoffice:problem:not-a-cloudevent';
+  const without = (name: string) => Object.fromEntries(Object.entries({ ...BINARY_HEADERS, 'ce-id': id }).filter(([header]) => header !== name));
+  const structuredJson = { 'content-type': 'application/cloudevents+json' };
+  const cases: [string, Promise<Response>, string][] = [
+    ['binary without ce-source', post(without('ce-source'), data), ce],
+    ['binary without ce-type', post(without('ce-type'), data), ce],
+    ['binary without ce-specversion', post(without('ce-specversion'), data), ce],
+    ['binary with specversion 2.0', binary(data, id, { 'ce-specversion': '2.0' }), ce],
+    ['binary with an empty ce-source', binary(data, id, { 'ce-source': '' }), ce],
+    ['binary with a badly named extension', binary(data, id, { 'ce-bad_name': 'x' }), ce],
+    ['binary text/plain data that is not JSON', binary('hello', id, { 'content-type': 'text/plain' }), 'urn:boxoffice:problem:malformed-json'],
+    ['binary data that is not JSON, no content type', post(without('content-type'), Buffer.from('hello')), 'urn:boxoffice:problem:malformed-json'],
+    ['binary JSON that does not parse', binary('{"bookingId":', id), 'urn:boxoffice:problem:malformed-json'],
+    ['binary data a JSON string holding JSON', binary(JSON.stringify(data), id), 'urn:boxoffice:problem:validation-failed'],
+    ['binary data null', binary('null', id), 'urn:boxoffice:problem:validation-failed'],
+    ['binary without a body', post({ ...BINARY_HEADERS, 'ce-id': id }), 'urn:boxoffice:problem:validation-failed'],
+    ['structured without id', structured(data, { id: undefined }), ce],
+    ['structured without type', structured(data, { type: undefined }), ce],
+    ['structured without specversion', structured(data, { specversion: undefined }), ce],
+    ['structured with specversion 1 (a number)', structured(data, { specversion: 1 }), ce],
+    ['structured with source a number', structured(data, { source: 5 }), ce],
+    ['structured with a badly named attribute', structured(data, { 'Bad-Name': 'x' }), ce],
+    ['structured with data_base64', structured(data, { data_base64: Buffer.from(data).toString('base64') }), ce],
+    ['structured: an array', post(structuredJson, '[]'), ce],
+    ['structured: a string', post(structuredJson, '"event"'), ce],
+    ['structured: null', post(structuredJson, 'null'), ce],
+    ['structured: no body', post(structuredJson), ce],
+    ['structured: JSON that does not parse', post(structuredJson, '{"specversion":'), 'urn:boxoffice:problem:malformed-json'],
+    ['structured, not JSON', post({ 'content-type': 'application/cloudevents' }, 'hello'), ce],
+    ['a batch', post({ 'content-type': 'application/cloudevents-batch+json' }, `[${JSON.stringify({ specversion: '1.0', id, type: 't', source: '/s', data: booking })}]`), ce],
+    ['totalPrice beyond a float', binary(messageText(booking, {}, '1e400'), id), 'urn:boxoffice:problem:validation-failed'],
+    ['totalPrice with more digits than numeric holds', binary(messageText(booking, {}, `0.${'0'.repeat(20_000)}1`), id), 'urn:boxoffice:problem:validation-failed'],
+    ['totalPrice negative', binary(messageText(booking, {}, '-25.00'), id), 'urn:boxoffice:problem:validation-failed'],
+    ['totalPrice a string', binary(messageText(booking, {}, '"25.00"'), id), 'urn:boxoffice:problem:validation-failed'],
+    ['a NUL escape Postgres cannot store', binary(messageText(booking, { note: '\u0000' }), id), 'urn:boxoffice:problem:validation-failed'],
+  ];
+  const answers = await Promise.all(cases.map(async ([name, res, type]) => ({ name, type, problem: await problemOf(await res) })));
+  for (const { name, type, problem } of answers) {
+    assert.deepEqual({ status: problem.status, type: problem.type, contentType: problem.contentType }, { status: 400, type, contentType: 'application/problem+json' }, `${name}: ${problem.detail}`);
+  }
+  assert.deepEqual(await state(booking), { status: 'PENDING', orders: 0, total: null, left_capacity: 9 });
+  assert.equal((await binary(booking)).status, 200);
+});
+
+test('a database connection lost mid-message is a 5xx, so the deliverer retries; the retry confirms the booking', async () => {
+  const booking = await pendingBooking(1);
+  const holder = await pool.connect();
+  try {
+    // Holds the booking's row lock, so the message's transaction waits where it can be cut off.
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM bookings WHERE booking_id = $1 FOR UPDATE', [booking.bookingId]);
+    const answer = binary(booking);
+    let waiting: number | undefined;
+    for (let look = 0; waiting === undefined && look < 1000; look += 1) {
+      const { rows } = await pool.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF bookings%'",
+      );
+      waiting = rows[0]?.pid;
+      if (waiting === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(waiting, 'the message never waited for the booking lock');
+    await pool.query('SELECT pg_terminate_backend($1)', [waiting]);
+    const res = await answer;
+    assert.ok(res.status >= 500, `answered ${res.status}`);
+  } finally {
+    await holder.query('ROLLBACK');
+    holder.release();
+  }
+  assert.deepEqual(await state(booking), { status: 'PENDING', orders: 0, total: null, left_capacity: 9 });
+  assert.equal((await binary(booking)).status, 200);
+  assert.equal((await state(booking)).status, 'CONFIRMED');
 });
