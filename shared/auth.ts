@@ -1,6 +1,17 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
 import type { IncomingHttpHeaders } from 'node:http';
+import { integerSetting } from './config.js';
 import { problems } from './errors.js';
+import { log } from './log.js';
 
 /** Who is calling, as their token says. */
 export interface Principal {
@@ -13,10 +24,22 @@ export interface Principal {
 /** The caller of a public route. */
 export const anonymous: Principal = Object.freeze({ subject: 'anonymous', roles: [] });
 
+/** How the issuer is called, read at start-up so a bad value stops the function there. */
+const settings = {
+  /** Longest wait for the discovery document or the key set. */
+  timeoutMs: integerSetting('OIDC_TIMEOUT_MS', 5_000, 1),
+  /** Age at which the keys are fetched again (jose's cacheMaxAge). */
+  keysMaxAgeMs: integerSetting('OIDC_KEYS_MAX_AGE_MS', 10 * 60_000, 0),
+  /** How long after their last successful fetch the keys are still trusted while the issuer cannot be reached. */
+  keysStaleMaxMs: integerSetting('OIDC_KEYS_STALE_MAX_MS', 60 * 60_000, 0),
+};
+
 interface Verifier {
   issuer: string;
   audience: string;
-  keys: ReturnType<typeof createRemoteJWKSet>;
+  keys: JWTVerifyGetKey;
+  /** True while the last fetch of the key set failed: the issuer was not asked about a key id the keys lack. */
+  issuerUnreachable(): boolean;
 }
 
 let verifier: Promise<Verifier> | undefined;
@@ -25,42 +48,116 @@ let verifier: Promise<Verifier> | undefined;
  * The token issuer, read on first use: OIDC_ISSUER (Keycloak's realm URL, or
  * the dev issuer `npm start` runs), OIDC_AUDIENCE (default boxoffice-api)
  * and, optionally, OIDC_JWKS_URL; without it the JWKS address comes from the
- * issuer's discovery document. jose caches the keys and fetches them again
- * when a token names a key id it does not know.
+ * issuer's discovery document, fetched once. jose caches the keys and fetches
+ * them again when they are older than OIDC_KEYS_MAX_AGE_MS or a token names a
+ * key id it does not know.
  */
 function currentVerifier(): Promise<Verifier> {
   verifier ??= (async () => {
     const issuer = process.env.OIDC_ISSUER;
     if (!issuer) throw problems.authUnavailable('no token issuer is configured (OIDC_ISSUER)');
     const jwksUrl = process.env.OIDC_JWKS_URL || (await discoverJwks(issuer));
-    return { issuer, audience: process.env.OIDC_AUDIENCE || 'boxoffice-api', keys: createRemoteJWKSet(new URL(jwksUrl)) };
+    if (!URL.canParse(jwksUrl)) throw problems.authUnavailable(`the token issuer's key set address is not a URL: ${jwksUrl}`);
+    return { issuer, audience: process.env.OIDC_AUDIENCE || 'boxoffice-api', ...issuerKeys(new URL(jwksUrl)) };
   })();
   // A failed discovery is tried again by the next request.
   verifier.catch(() => (verifier = undefined));
   return verifier;
 }
 
+/** Tests only: the next request starts as a new container does, with no issuer or keys remembered. */
+export function forgetIssuerForTests(): void {
+  verifier = undefined;
+}
+
 async function discoverJwks(issuer: string): Promise<string> {
+  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+  let document: { jwks_uri?: unknown };
   try {
-    const res = await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5_000) });
-    const document = (await res.json()) as { jwks_uri?: string };
-    if (!res.ok || typeof document.jwks_uri !== 'string') throw new Error(`discovery answered ${res.status}`);
-    return document.jwks_uri;
+    document = (await fetchIssuerJson(url, { signal: AbortSignal.timeout(settings.timeoutMs) })) as typeof document;
   } catch (error) {
-    throw problems.authUnavailable(`the token issuer cannot be reached: ${(error as Error).message}`);
+    log.warn({ url, reason: reasonOf(error) }, 'token issuer discovery failed');
+    throw problems.authUnavailable(`the token issuer cannot be reached (${reasonOf(error)})`);
   }
+  if (typeof document?.jwks_uri !== 'string') throw problems.authUnavailable("the token issuer's discovery document names no jwks_uri");
+  return document.jwks_uri;
+}
+
+/**
+ * jose's remote key set, with stale-if-error at its fetch: when a refresh
+ * fails (no connection, timeout, an answer that is not a key set), the last
+ * keys fetched are handed back to jose as if fetched again, for up to
+ * OIDC_KEYS_STALE_MAX_MS after they really were. jose then waits its max
+ * age before trying again, so an outage costs one slow request per max age,
+ * not one per request. Without usable keys a failed fetch is a 503 Problem,
+ * which jose passes through unchanged.
+ */
+function issuerKeys(url: URL): Pick<Verifier, 'keys' | 'issuerUnreachable'> {
+  let lastGood: { jwks: JSONWebKeySet; fetchedAt: number } | undefined;
+  let unreachable = false;
+  const trusted = (): typeof lastGood => (lastGood && Date.now() - lastGood.fetchedAt <= settings.keysStaleMaxMs ? lastGood : undefined);
+
+  const remote = createRemoteJWKSet(url, {
+    timeoutDuration: settings.timeoutMs,
+    cacheMaxAge: settings.keysMaxAgeMs,
+    [customFetch]: async (href, init) => {
+      try {
+        const jwks = (await fetchIssuerJson(href, init)) as JSONWebKeySet;
+        createLocalJWKSet(jwks); // throws unless it is a key set, which a broken proxy's JSON is not
+        lastGood = { jwks, fetchedAt: Date.now() };
+        unreachable = false;
+        return Response.json(jwks);
+      } catch (error) {
+        unreachable = true;
+        const stale = trusted();
+        log.warn({ url: href, reason: reasonOf(error), keysFetchedAt: stale && new Date(stale.fetchedAt) }, stale ? 'token issuer unreachable: using its last keys' : 'token issuer unreachable');
+        if (!stale) throw problems.authUnavailable(`the token issuer's keys cannot be fetched (${reasonOf(error)})`);
+        return Response.json(stale.jwks);
+      }
+    },
+  });
+
+  return {
+    keys: async (header, token) => {
+      // Stale keys count as fresh to jose until its next refresh: hold them to their own bound here.
+      if (unreachable && !trusted()) await remote.reload();
+      return remote(header, token);
+    },
+    issuerUnreachable: () => unreachable,
+  };
+}
+
+/** The issuer's JSON answer; any status but 200 (jose's key set fetch does not follow redirects) or a body that is not JSON throws. */
+async function fetchIssuerJson(url: string, init: RequestInit): Promise<unknown> {
+  const res = await fetch(url, init);
+  if (res.status !== 200) {
+    await res.body?.cancel();
+    throw new Error(`it answered ${res.status}`);
+  }
+  return res.json().catch((error: Error) => {
+    throw error.name === 'SyntaxError' ? new Error('its answer is not JSON') : error;
+  });
+}
+
+function reasonOf(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if ((error as Error).name === 'TimeoutError') return 'timed out';
+  return (error as Error).message;
 }
 
 /**
  * The caller of a request bearing `Authorization: Bearer <JWT>`: signature
  * against the issuer's keys (asymmetric algorithms only, so `none` and HMAC
  * are refused), issuer, audience or authorized party, expiry and not-before
- * with 30 s of clock skew. Anything else is a 401.
+ * with 30 s of clock skew. Anything else is a 401, except a token that
+ * cannot be checked because the issuer cannot be reached: that is a 503
+ * with Retry-After, so the client keeps its token and tries again.
  */
 export async function authenticate(headers: IncomingHttpHeaders): Promise<Principal> {
   const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(headers.authorization ?? '');
   if (!match) throw problems.unauthenticated(headers.authorization ? 'the Authorization header is not a bearer token' : undefined);
-  const { issuer, audience, keys } = await currentVerifier();
+  const { issuer, audience, keys, issuerUnreachable } = await currentVerifier();
   let payload: JWTPayload;
   try {
     ({ payload } = await jwtVerify(match[1]!, keys, {
@@ -70,6 +167,9 @@ export async function authenticate(headers: IncomingHttpHeaders): Promise<Princi
       requiredClaims: ['exp', 'sub'],
     }));
   } catch (error) {
+    if (error instanceof errors.JWKSNoMatchingKey && issuerUnreachable()) {
+      throw problems.authUnavailable('the token names a key the token issuer could not be asked about');
+    }
     if (error instanceof errors.JOSEError) throw problems.invalidToken(describe(error));
     throw error;
   }
