@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { config } from '../shared/config.js';
+import { clientSettings } from '../shared/db.js';
 import { log } from '../shared/log.js';
 
 export interface Wakeup {
@@ -22,7 +22,7 @@ export function listenForOutbox(wake: () => void): Wakeup {
   let timer: NodeJS.Timeout | undefined;
 
   async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: 5_000, keepAlive: true });
+    const next = new pg.Client(clientSettings(undefined, { application_name: 'boxoffice-relay-listener' }));
     next.on('error', (error) => log.warn({ err: error }, 'outbox listener connection failed'));
     next.on('end', () => {
       if (client === next) client = undefined;

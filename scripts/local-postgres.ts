@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { clientSettings } from '../shared/db.js';
 
 export interface LocalPostgres {
   /** URL of the server's `postgres` database, for creating others. */
@@ -10,17 +11,29 @@ export interface LocalPostgres {
 
 const MACHINE_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
 
+/**
+ * A connected client for setting up databases: the project's settings, with
+ * room for CREATE and DROP DATABASE, which copy or wait for a whole database.
+ */
+async function adminClient(url: string, overrides: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+  const client = new pg.Client(clientSettings(url, { statement_timeout: 60_000, query_timeout: 65_000, application_name: 'boxoffice-setup', ...overrides }));
+  // A broken connection also fails the query in flight; unheard, it would crash the process.
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
 /** True when a Postgres answers at `url` within a couple of seconds. */
 export async function answers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  let client: pg.Client | undefined;
   try {
-    await client.connect();
+    client = await adminClient(url, { connectionTimeoutMillis: 2_000, query_timeout: 2_000 });
     await client.query('SELECT 1');
     return true;
   } catch {
     return false;
   } finally {
-    await client.end().catch(() => undefined);
+    await client?.end().catch(() => undefined);
   }
 }
 
@@ -52,8 +65,7 @@ export async function localPostgres(options: { dataDir: string; port: number; pr
 
 /** Creates database `name` on the server at `adminUrl` unless it exists; returns its URL. */
 export async function ensureDatabase(adminUrl: string, name: string): Promise<string> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
+  const client = await adminClient(adminUrl);
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
@@ -66,8 +78,7 @@ export async function ensureDatabase(adminUrl: string, name: string): Promise<st
 }
 
 export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
+  const client = await adminClient(adminUrl);
   try {
     await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
   } finally {

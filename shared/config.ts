@@ -30,6 +30,18 @@ export const config = {
   port: integerSetting('PORT', 8080, 0),
   databaseUrl: secret('DATABASE_URL') ?? 'postgres://postgres@127.0.0.1:5432/boxoffice',
   databasePoolSize: integerSetting('DATABASE_POOL_SIZE', 10, 1),
+  /** How long opening a connection (or waiting for a free one in the pool) may take. */
+  databaseConnectTimeoutMs: integerSetting('DATABASE_CONNECT_TIMEOUT_MS', 5_000, 1),
+  /** Server side: a statement running longer is cancelled (0: no limit). */
+  databaseStatementTimeoutMs: integerSetting('DATABASE_STATEMENT_TIMEOUT_MS', 5_000, 0),
+  /** Server side: a statement waiting longer for a lock is cancelled (0: no limit). */
+  databaseLockTimeoutMs: integerSetting('DATABASE_LOCK_TIMEOUT_MS', 2_000, 0),
+  /** Server side: a session idle this long inside a transaction is ended (0: no limit). */
+  databaseIdleInTransactionTimeoutMs: integerSetting('DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS', 10_000, 0),
+  /** Client side: how long a query may wait for its answer, so a hung server or link cannot hold a request; above the statement timeout. */
+  databaseQueryTimeoutMs: integerSetting('DATABASE_QUERY_TIMEOUT_MS', 10_000, 1),
+  /** Statement and lock timeout of the migrations, which may rewrite tables. */
+  databaseMigrationTimeoutMs: integerSetting('DATABASE_MIGRATION_TIMEOUT_MS', 60_000, 1),
   /** Largest request body read before the function runs; larger ones get 413. */
   bodyLimitBytes: integerSetting('BODY_LIMIT_BYTES', 64 * 1024, 1),
   /** Requests served at once before new ones are shed with 503 + Retry-After. */

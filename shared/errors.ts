@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { databaseFault, type DatabaseFault } from './db-faults.js';
 
 /** One validation failure, pointing at the offending part of the request. */
 export interface InvalidParam {
@@ -73,9 +74,20 @@ export const problems = {
 
 const PROBLEM_TYPE_PREFIX = 'urn:boxoffice:problem:';
 
-/** Anything thrown, as the Problem a caller should see. */
+const DATABASE_FAULT_DETAIL: Record<DatabaseFault, string> = {
+  unreachable: 'The database cannot be reached right now; retry shortly',
+  timeout: 'The database did not answer in time; retry shortly',
+  conflict: 'The request collided with concurrent work in the database; retry it',
+};
+
+/**
+ * Anything thrown, as the Problem a caller should see: a database that is
+ * down, slow or contended is a 503 to retry; anything else unknown is a 500.
+ */
 export function asProblem(error: unknown): Problem {
-  return error instanceof Problem ? error : problems.internal();
+  if (error instanceof Problem) return error;
+  const fault = databaseFault(error);
+  return fault ? problems.databaseUnavailable(DATABASE_FAULT_DETAIL[fault]) : problems.internal();
 }
 
 /** The single place where errors become `application/problem+json` (RFC 9457). */
