@@ -1,7 +1,7 @@
 import pRetry from 'p-retry';
 import { ConfigError, integerSetting } from '../shared/config.js';
 import { databaseIsUp, pool } from '../shared/db.js';
-import { kafkaBrokers, topics } from '../shared/kafka.js';
+import { kafkaBrokers, kafkaClientSettings, topicSettings, topics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { labelRegistry } from '../shared/metrics.js';
 import { serveProbes } from '../shared/probes.js';
@@ -28,6 +28,11 @@ try {
   };
   if (settings.sendTimeoutMs >= settings.leaseMs) throw new ConfigError('RELAY_SEND_TIMEOUT_MS must be shorter than RELAY_LEASE_MS');
   const brokers = kafkaBrokers();
+  // Kafka's settings are checked now, not when the first connection is tried.
+  if (brokers.length) {
+    kafkaClientSettings();
+    topicSettings();
+  }
   const consumeOrderUrl = process.env.CONSUME_ORDER_URL;
   if (!brokers.length && !consumeOrderUrl) throw new ConfigError('set KAFKA_BROKERS, or CONSUME_ORDER_URL to deliver straight to consume-order');
   labelRegistry('relay');

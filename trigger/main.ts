@@ -1,57 +1,75 @@
-import { createServer } from 'node:http';
-import { ConfigError } from '../shared/config.js';
-import { problems, sendProblem } from '../shared/errors.js';
-import { kafkaBrokers, topics } from '../shared/kafka.js';
+import { config, ConfigError } from '../shared/config.js';
 import { log } from '../shared/log.js';
-import { labelRegistry, registry } from '../shared/metrics.js';
-import { startTrigger } from './trigger.js';
+import { labelRegistry } from '../shared/metrics.js';
+import { serveProbes } from '../shared/probes.js';
+import { targetReadiness } from './readiness.js';
+import { triggerSettings } from './settings.js';
+import { startTrigger, type Trigger } from './trigger.js';
 
 /**
  * The trigger's process (and container): consumes `booking` as group
- * `order-service` and delivers to CONSUME_ORDER_URL. It serves /_/health
- * and /metrics on PORT and stops cleanly on SIGTERM.
+ * `order-service` and delivers to CONSUME_ORDER_URL. It serves on PORT
+ * /_/health (alive), /_/ready (the consumer is in its group and the target
+ * is ready) and /metrics. A consumer that crashed for good ends the process
+ * (exit 1) for its supervisor to restart; SIGTERM leaves the group and
+ * exits 0.
  */
+let settings;
 try {
-  const brokers = kafkaBrokers();
-  const target = process.env.CONSUME_ORDER_URL;
-  if (!brokers.length) throw new ConfigError('KAFKA_BROKERS is required');
-  if (!target) throw new ConfigError('CONSUME_ORDER_URL is required');
-  labelRegistry('trigger');
-  log.setBindings({ function: 'trigger' });
-
-  const trigger = await startTrigger({
-    brokers,
-    topic: process.env.TRIGGER_TOPIC || topics.booking,
-    groupId: process.env.TRIGGER_GROUP || 'order-service',
-    deadLetterTopic: process.env.TRIGGER_DEAD_LETTER_TOPIC || topics.bookingDeadLetter,
-    target,
-    maxAttempts: Number(process.env.TRIGGER_MAX_ATTEMPTS || 5),
-  });
-
-  const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      res.setHeader('Content-Type', registry.contentType);
-      void registry.metrics().then((text) => res.end(text));
-      return;
-    }
-    if (req.url === '/_/health' || req.url === '/_/ready') {
-      res.setHeader('Content-Type', 'application/json');
-      return void res.end('{"status":"ok"}');
-    }
-    sendProblem(res, problems.routeNotFound(req.url ?? '/'));
-  }).listen(Number(process.env.PORT || 8080));
-  log.info({ target }, 'trigger consuming');
-
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      server.close();
-      trigger.stop().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    });
-  }
+  settings = triggerSettings();
 } catch (error) {
   console.error(error instanceof ConfigError ? `boxoffice trigger: ${error.message}` : error);
   process.exit(1);
+}
+labelRegistry('trigger');
+log.setBindings({ function: 'trigger' });
+
+let trigger: Trigger | undefined;
+let stopping = false;
+const targetReady = targetReadiness(settings.target);
+
+const ready = async (): Promise<string | undefined> => {
+  if (stopping) return 'the trigger is shutting down';
+  if (!trigger?.joined()) return 'the consumer has not joined its group yet';
+  return targetReady();
+};
+
+const server = await serveProbes(settings.port, ready);
+
+/** Stops serving, leaves the group (a restart consumes at once), and exits; bounded by DRAIN_TIMEOUT_MS. */
+async function shutdown(code: number): Promise<never> {
+  stopping = true;
+  setTimeout(() => {
+    log.error('trigger did not stop in time; exiting anyway');
+    process.exit(code || 1);
+  }, config.drainTimeoutMs).unref();
+  server.close();
+  try {
+    await trigger?.stop();
+  } catch (error) {
+    log.error({ err: error }, 'trigger did not stop cleanly');
+    code ||= 1;
+  }
+  process.exit(code);
+}
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void shutdown(0));
+
+try {
+  trigger = await startTrigger({
+    brokers: settings.brokers,
+    topic: settings.topic,
+    groupId: settings.groupId,
+    deadLetterTopic: settings.deadLetterTopic,
+    target: settings.target,
+    retryDelayMs: settings.retryBaseMs,
+    retryMaxMs: settings.retryMaxMs,
+    deliveryTimeoutMs: settings.deliveryTimeoutMs,
+    sessionTimeoutMs: settings.sessionTimeoutMs,
+    onCrash: () => void shutdown(1),
+  });
+  log.info({ target: settings.target, topic: settings.topic, groupId: settings.groupId }, 'trigger consuming');
+} catch (error) {
+  log.fatal({ err: error }, 'trigger could not start');
+  await shutdown(1);
 }
