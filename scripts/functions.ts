@@ -21,7 +21,7 @@ export async function loadDefinitions(): Promise<FunctionDefinition[]> {
 /** Resolves once the function at `base` answers /_/ready; throws after 30 s. */
 export async function untilReady(base: string): Promise<void> {
   for (let attempt = 0; attempt < 300; attempt++) {
-    if (await fetch(`${base}/_/ready`).then((r) => r.ok, () => false)) return;
+    if (await fetch(`${base}/_/ready`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.ok, () => false)) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`${base} did not become ready`);

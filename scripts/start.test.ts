@@ -1,55 +1,176 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { test } from 'node:test';
+import { createServer } from 'node:net';
+import { after, before, test, type TestContext } from 'node:test';
+import { freePort, functionNames, untilReady } from './functions.js';
 import { dropDatabase, ensureDatabase } from './local-postgres.js';
 
-// `npm start` end to end, on a database of its own on the test server:
-// migrations and demo data, every function in its own process, the
-// gateway, and a clean stop.
-test('npm start serves the demo catalogue through the gateway and stops cleanly', async (t) => {
-  const adminUrl = new URL(process.env.DATABASE_URL ?? '');
-  adminUrl.pathname = '/postgres';
-  const name = `boxoffice_start_${process.pid}`;
-  const databaseUrl = await ensureDatabase(adminUrl.toString(), name);
-  t.after(() => dropDatabase(adminUrl.toString(), name));
+// `npm start` end to end, on a database of its own on the test server and
+// ports nothing else uses: migrations and demo data, every function in its
+// own process, the gateway, restarts of a child that dies, and stops that
+// leave no process behind.
+const adminUrl = new URL(process.env.DATABASE_URL ?? '');
+adminUrl.pathname = '/postgres';
+const databaseName = `boxoffice_start_${process.pid}`;
+let databaseUrl = '';
+before(async () => (databaseUrl = await ensureDatabase(adminUrl.toString(), databaseName)));
+after(() => dropDatabase(adminUrl.toString(), databaseName));
 
-  const gatewayPort = 18080;
+const limit = { timeout: 180_000 };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface System {
+  gateway: string;
+  functionsPort: number;
+  env: NodeJS.ProcessEnv;
+  running(): boolean;
+  output(): string;
+  /** Every pid a launch or restart line named, with its name. */
+  pids(): Map<number, string>;
+  pidOf(name: string): number;
+  /** Waits for a line of npm start's log matching `pattern`. */
+  line(pattern: RegExp): Promise<RegExpExecArray>;
+  /** SIGINT, as Ctrl-C; resolves with the exit status. */
+  interrupt(): Promise<number | null>;
+  exit: Promise<number | null>;
+}
+
+async function npmStart(t: TestContext, options: { functionsPort?: number } = {}): Promise<System> {
+  const [gatewayPort, issuerPort] = [await freePort(), await freePort()];
+  const functionsPort = options.functionsPort ?? (await freePort());
   // No OIDC_ISSUER: npm start runs its dev issuer, as on a fresh clone.
-  const startEnv = { ...process.env, OIDC_ISSUER: '', BOOKING_TOPIC: `booking-start-${process.pid}`, TRIGGER_GROUP: `start-${process.pid}`, GATEWAY_PORT: String(gatewayPort), FUNCTIONS_BASE_PORT: '18081', DEV_ISSUER_PORT: '18079' };
-  const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-    env: { ...startEnv, DATABASE_URL: databaseUrl },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  start.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  try {
-    while (!output.includes('gateway ready')) {
-      if (start.exitCode !== null) assert.fail(`npm start exited early:\n${output}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+  const env = {
+    ...process.env,
+    OIDC_ISSUER: '',
+    BOOKING_TOPIC: `booking-start-${process.pid}`,
+    TRIGGER_GROUP: `start-${process.pid}`,
+    GATEWAY_PORT: String(gatewayPort),
+    FUNCTIONS_BASE_PORT: String(functionsPort),
+    DEV_ISSUER_PORT: String(issuerPort),
+  };
+  const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { env: { ...env, DATABASE_URL: databaseUrl } });
+  const exit = once(start, 'exit').then(([code]) => code as number | null);
+  let stdout = '';
+  let stderr = '';
+  start.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  start.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const running = () => start.exitCode === null && start.signalCode === null;
+  const pids = () => new Map([...stdout.matchAll(/^\[boxoffice\] ([\w-]+) .*\(pid (\d+)\)$/gm)].map((m) => [Number(m[2]), m[1] ?? '']));
+
+  t.after(async () => {
+    if (running()) {
+      start.kill('SIGKILL');
+      await exit;
     }
+    for (const pid of pids().keys()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  });
 
-    const events = (await (await fetch(`http://127.0.0.1:${gatewayPort}/api/v1/inventory/events`)).json()) as { eventId: number; event: string }[];
-    assert.ok(events.some((e) => e.event === 'Late Night Jazz Trio'), 'demo events are served');
-    const venue = await fetch(`http://127.0.0.1:${gatewayPort}/api/v1/inventory/venue/1`);
-    assert.equal(venue.status, 200);
-    assert.equal((await fetch(`http://127.0.0.1:${gatewayPort}/api/v1/inventory/event/x`)).status, 400);
+  const system: System = {
+    gateway: `http://127.0.0.1:${gatewayPort}`,
+    functionsPort,
+    env,
+    running,
+    output: () => `${stdout}\n--- stderr ---\n${stderr.slice(-4_000)}`,
+    pids,
+    pidOf(name) {
+      const pid = [...pids()].reverse().find(([, named]) => named === name)?.[0];
+      assert.ok(pid, `no pid for ${name}:\n${stdout}`);
+      return pid;
+    },
+    async line(pattern) {
+      for (const deadline = Date.now() + 120_000; ; ) {
+        const match = stdout.split('\n').map((line) => pattern.exec(line)).find((m) => m !== null);
+        if (match) return match;
+        if (!running()) assert.fail(`npm start exited before logging ${pattern}:\n${system.output()}`);
+        if (Date.now() > deadline) assert.fail(`npm start has not logged ${pattern}:\n${system.output()}`);
+        await sleep(100);
+      }
+    },
+    async interrupt() {
+      start.kill('SIGINT');
+      return exit;
+    },
+    exit,
+  };
+  return system;
+}
 
-    // The README's way to book: a token from `npm run token`, verified by the dev issuer's keys.
-    const token = await stdoutOf(spawn(process.execPath, ['--import', 'tsx', 'scripts/token.ts', 'alice'], { env: startEnv }));
-    const book = (authorization?: string) =>
-      fetch(`http://127.0.0.1:${gatewayPort}/api/v1/booking`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
-        body: JSON.stringify({ userId: 1, eventId: 2, ticketCount: 1 }),
-      });
-    assert.equal((await book()).status, 401);
-    assert.equal((await book(`Bearer ${token.trim()}`)).status, 201);
-  } finally {
-    start.kill('SIGINT');
-    const [code] = (await once(start, 'exit')) as [number | null];
-    assert.equal(code, 0, output);
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
+}
+
+function assertNoneAlive(system: System): void {
+  const left = [...system.pids()].filter(([pid]) => alive(pid));
+  assert.deepEqual(left, [], `processes left alive:\n${system.output()}`);
+}
+
+test('npm start serves the demo catalogue through the gateway, and Ctrl-C stops it with status 0 and no process left', limit, async (t) => {
+  const system = await npmStart(t);
+  await system.line(/gateway ready/);
+  const { gateway } = system;
+  const names = [...system.pids().values()];
+  for (const name of [...functionNames(), 'relay']) assert.ok(names.includes(name), `${name} was launched:\n${system.output()}`);
+
+  const events = (await (await fetch(`${gateway}/api/v1/inventory/events`)).json()) as { eventId: number; event: string }[];
+  assert.ok(events.some((e) => e.event === 'Late Night Jazz Trio'), 'demo events are served');
+  assert.equal((await fetch(`${gateway}/api/v1/inventory/venue/1`)).status, 200);
+  assert.equal((await fetch(`${gateway}/api/v1/inventory/event/x`)).status, 400);
+
+  // The README's way to book: a token from `npm run token`, verified by the dev issuer's keys.
+  const token = await stdoutOf(spawn(process.execPath, ['--import', 'tsx', 'scripts/token.ts', 'alice'], { env: system.env }));
+  const book = (authorization?: string) =>
+    fetch(`${gateway}/api/v1/booking`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+      body: JSON.stringify({ userId: 1, eventId: 2, ticketCount: 1 }),
+    });
+  assert.equal((await book()).status, 401);
+  assert.equal((await book(`Bearer ${token.trim()}`)).status, 201);
+
+  assert.equal(await system.interrupt(), 0, system.output());
+  assertNoneAlive(system);
+});
+
+test('a function killed with SIGKILL is restarted under a new pid, answers through the gateway again, and npm start keeps running', limit, async (t) => {
+  const system = await npmStart(t);
+  await system.line(/gateway ready/);
+  const killed = system.pidOf('get-venue');
+
+  process.kill(killed, 'SIGKILL');
+  const restarted = Number((await system.line(/^\[boxoffice\] get-venue restarted \(pid (\d+)\)$/))[1]);
+  assert.notEqual(restarted, killed);
+  assert.match(system.output(), /^\[boxoffice\] get-venue exited \(signal SIGKILL\); restarting in 0\.5 s$/m);
+  await untilReady(`http://127.0.0.1:${system.functionsPort + functionNames().indexOf('get-venue')}`);
+  const venue = await fetch(`${system.gateway}/api/v1/inventory/venue/1`);
+  assert.equal(venue.status, 200);
+  assert.equal(((await venue.json()) as { venueId: number }).venueId, 1);
+  assert.ok(system.running(), 'npm start keeps running');
+  assert.ok(alive(restarted));
+  assert.equal(alive(killed), false);
+
+  assert.equal(await system.interrupt(), 0, system.output());
+  assertNoneAlive(system);
+});
+
+test('npm start gives up on a function that can never start (its port taken), names it, and exits 1 leaving no process', limit, async (t) => {
+  // Nine ports in a row are free often enough; a collision only makes another function fail to start.
+  const functionsPort = await freePort();
+  const blocked = functionsPort + functionNames().indexOf('get-venue');
+  const squatter = createServer().listen(blocked, '127.0.0.1');
+  await once(squatter, 'listening');
+  t.after(() => squatter.close());
+
+  const system = await npmStart(t, { functionsPort });
+  assert.equal(await system.exit, 1, system.output());
+  assert.match(system.output(), /^\[boxoffice\] giving up on get-venue: it exited 5 times within 60 s \(last: exit code 1\)$/m);
+  assert.equal([...system.pids().values()].filter((name) => name === 'get-venue').length, 5, system.output());
+  assertNoneAlive(system);
 });
 
 async function stdoutOf(child: ChildProcessWithoutNullStreams): Promise<string> {
