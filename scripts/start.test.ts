@@ -31,7 +31,7 @@ interface System {
   pidOf(name: string): number;
   /** Waits for a line of npm start's log matching `pattern`. */
   line(pattern: RegExp): Promise<RegExpExecArray>;
-  /** SIGINT, as Ctrl-C; resolves with the exit status. */
+  /** SIGINT as a Ctrl-C delivers it (twice at once: the terminal, and npm relaying it); resolves with the exit status. */
   interrupt(): Promise<number | null>;
   exit: Promise<number | null>;
 }
@@ -88,6 +88,7 @@ async function npmStart(t: TestContext, options: { functionsPort?: number } = {}
       }
     },
     async interrupt() {
+      start.kill('SIGINT');
       start.kill('SIGINT');
       return exit;
     },

@@ -27,9 +27,17 @@ let issuer: DevIssuer | undefined;
 let gateway: Server | undefined;
 let stopping: Promise<never> | undefined;
 
+// One Ctrl-C reaches this process more than once: from the terminal (the
+// whole process group) and relayed by npm and tsx. Only a signal that comes
+// a moment after the first is a second Ctrl-C.
+let firstSignalAt = 0;
 for (const signal of stopSignals) {
   process.on(signal, () => {
-    if (!stopping) return void shutdown(0, signal);
+    if (!stopping) {
+      firstSignalAt = Date.now();
+      return void shutdown(0, signal);
+    }
+    if (Date.now() - firstSignalAt < 1_000) return;
     say(`${signal} again: killing every process now`);
     supervisor.kill();
     process.exit(1);
