@@ -89,6 +89,8 @@ async function npmStart(t: TestContext, options: { functionsPort?: number } = {}
     },
     async interrupt() {
       start.kill('SIGINT');
+      // The relayed copy comes a moment later (sent at once, the kernel would fold the two into one).
+      await sleep(100);
       start.kill('SIGINT');
       return exit;
     },
