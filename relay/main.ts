@@ -22,8 +22,8 @@ try {
     port: integerSetting('PORT', 8080),
     sweepMs: integerSetting('RELAY_SWEEP_MS', 2_000, 10),
     batch: integerSetting('RELAY_BATCH', 100, 1),
-    leaseMs: integerSetting('RELAY_LEASE_MS', 30_000, 100),
-    sendTimeoutMs: integerSetting('RELAY_SEND_TIMEOUT_MS', 10_000, 10),
+    leaseMs: integerSetting('RELAY_LEASE_MS', 15_000, 100),
+    sendTimeoutMs: integerSetting('RELAY_SEND_TIMEOUT_MS', 5_000, 10),
     redriveAfterMs: integerSetting('PENDING_REDRIVE_AFTER_MS', 60_000, 100),
   };
   if (settings.sendTimeoutMs >= settings.leaseMs) throw new ConfigError('RELAY_SEND_TIMEOUT_MS must be shorter than RELAY_LEASE_MS');

@@ -59,7 +59,7 @@ const RELEASE = 'UPDATE outbox SET claimed_until = NULL WHERE outbox_id = ANY($1
  * relay then sends them again, which the idempotent consumer absorbs.
  */
 export function startRelay(sink: OutboxSink, options: RelayOptions = {}): Relay {
-  const { sweepMs = 2_000, batch = 100, leaseMs = 30_000, sendTimeoutMs = 10_000 } = options;
+  const { sweepMs = 2_000, batch = 100, leaseMs = 15_000, sendTimeoutMs = 5_000 } = options;
   let running: Promise<void> | undefined;
   let again = false;
   let stopped = false;

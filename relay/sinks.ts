@@ -16,7 +16,7 @@ export async function kafkaSink(brokers: string[]): Promise<OutboxSink> {
     async send(messages) {
       await producer.sendBatch({
         acks: -1,
-        timeout: 5_000,
+        timeout: 4_000,
         topicMessages: [...new Set(messages.map((m) => m.topic))].map((topic) => ({
           topic,
           messages: messages

@@ -46,8 +46,9 @@ test('an unknown path is a 404 problem', async () => {
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
 });
 
-test('a function that does not answer is a 502 problem', async () => {
+test('a function that does not answer is a 503 problem to retry after a moment', async () => {
   const res = await fetch(`${base}/api/v1/inventory/events`);
-  assert.equal(res.status, 502);
+  assert.equal(res.status, 503);
+  assert.equal(res.headers.get('retry-after'), '1');
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
 });

@@ -67,8 +67,9 @@ export const problems = {
   notReady: (detail: string) => new Problem(503, 'not-ready', 'Service is not ready', detail, { headers: { 'Retry-After': '1' } }),
   databaseUnavailable: (detail: string) =>
     new Problem(503, 'database-unavailable', 'Database unavailable', detail, { headers: { 'Retry-After': '2' } }),
+  // A function restarting or scaled to zero is an outage the client waits out: 503, not 502.
   upstreamUnavailable: (detail: string) =>
-    new Problem(502, 'upstream-unavailable', 'Upstream function unavailable', detail),
+    new Problem(503, 'upstream-unavailable', 'Upstream function unavailable', detail, { headers: { 'Retry-After': '1' } }),
   internal: () => new Problem(500, 'internal', 'Internal error', 'Something went wrong on our side; it has been logged'),
 } as const;
 
