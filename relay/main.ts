@@ -5,7 +5,7 @@ import { kafkaBrokers, kafkaClientSettings, topicSettings, topics } from '../sha
 import { log } from '../shared/log.js';
 import { labelRegistry } from '../shared/metrics.js';
 import { serveProbes } from '../shared/probes.js';
-import { measureOldestPending, redriveStuckBookings } from './redrive.js';
+import { measureOldestPending, prunePublished, redriveStuckBookings } from './redrive.js';
 import { startRelay, type Relay } from './relay.js';
 import { sinkFor } from './sinks.js';
 import { listenForOutbox } from './wakeup.js';
@@ -25,6 +25,7 @@ try {
     leaseMs: integerSetting('RELAY_LEASE_MS', 15_000, 100),
     sendTimeoutMs: integerSetting('RELAY_SEND_TIMEOUT_MS', 5_000, 10),
     redriveAfterMs: integerSetting('PENDING_REDRIVE_AFTER_MS', 60_000, 100),
+    outboxRetentionMs: integerSetting('OUTBOX_RETENTION_MS', 24 * 3_600_000, 0),
   };
   if (settings.sendTimeoutMs >= settings.leaseMs) throw new ConfigError('RELAY_SEND_TIMEOUT_MS must be shorter than RELAY_LEASE_MS');
   const brokers = kafkaBrokers();
@@ -63,6 +64,7 @@ try {
     redriveStuckBookings(topics.booking, settings.redriveAfterMs)
       .then((count) => count && log.warn({ count }, 'bookings PENDING too long: their messages are published again'))
       .then(() => measureOldestPending())
+      .then(() => prunePublished(settings.outboxRetentionMs))
       .catch((error: unknown) => log.warn({ err: error }, 'stuck bookings not checked'));
   void checkStuckBookings();
   const reconcile = setInterval(checkStuckBookings, Math.min(settings.redriveAfterMs / 2, 10_000));

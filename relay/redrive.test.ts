@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { pool } from '../shared/db.js';
 import { createCustomer, createEvent } from '../shared/test-support/index.js';
-import { measureOldestPending, redriveStuckBookings } from './redrive.js';
+import { measureOldestPending, prunePublished, redriveStuckBookings } from './redrive.js';
 
 after(() => pool.end());
 
@@ -53,4 +53,15 @@ test('the oldest PENDING booking\'s age is measured for the alert', async () => 
   const bookingId = await pendingBooking(900, true);
   assert.ok((await measureOldestPending()) >= 900);
   await pool.query("UPDATE bookings SET status = 'CONFIRMED' WHERE booking_id = $1", [bookingId]);
+});
+
+test('published outbox rows are pruned after the retention, unpublished ones never', async () => {
+  const old = await pendingBooking(0, true);
+  const waiting = await pendingBooking(0, false);
+  await pool.query("UPDATE outbox SET published_at = now() - interval '2 hours' WHERE message_key = $1", [old]);
+  await pool.query("UPDATE outbox SET created_at = now() - interval '2 hours' WHERE message_key = $1", [waiting]);
+  assert.ok((await prunePublished(3_600_000)) >= 1);
+  assert.deepEqual(await messagesOf(old), [], 'the row published two hours ago is gone');
+  assert.equal((await messagesOf(waiting)).length, 1, 'a row never published stays, however old');
+  await pool.query("UPDATE bookings SET status = 'CONFIRMED' WHERE booking_id = ANY($1::uuid[])", [[old, waiting]]);
 });

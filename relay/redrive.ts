@@ -40,3 +40,17 @@ export async function measureOldestPending(): Promise<number> {
   oldestPendingBooking.set(seconds);
   return seconds;
 }
+
+// Published rows are kept a while (to look into a delivery), then removed in
+// bounded steps so the outbox stays small and its indexes hot.
+const PRUNE = `
+  DELETE FROM outbox WHERE outbox_id IN (
+    SELECT outbox_id FROM outbox
+     WHERE published_at < now() - $1 * interval '1 millisecond'
+     LIMIT 5000)`;
+
+/** Removes outbox rows published longer than `keepMs` ago; returns how many. */
+export async function prunePublished(keepMs: number): Promise<number> {
+  const { rowCount } = await pool.query(PRUNE, [keepMs]);
+  return rowCount ?? 0;
+}
