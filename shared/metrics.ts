@@ -101,3 +101,10 @@ export const triggerRetryAge = new Gauge({
   help: 'How long the longest-failing message the trigger is retrying has been failing (0: none)',
   registers: [registry],
 });
+
+export const bookingBatchSize = new Histogram({
+  name: 'boxoffice_booking_batch_size',
+  help: 'Booking requests that shared one reservation transaction (group commit)',
+  buckets: [1, 2, 5, 10, 20, 50, 100, 200],
+  registers: [registry],
+});
