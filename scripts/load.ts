@@ -1,48 +1,47 @@
-import autocannon from 'autocannon';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import pg from 'pg';
+import { integerSetting } from '../shared/config.js';
+import { kafkaBrokers } from '../shared/kafka.js';
 import { migrateDatabase } from '../shared/migrate.js';
 import { demoUsers, signingKey, signToken, startDevIssuer } from './dev-issuer.js';
-import { freePort, functionNames, untilReady } from './functions.js';
+import { functionNames } from './functions.js';
+import { createEvent, settleBookings, startPipeline } from './load/booking.js';
+import { round } from './load/cpu.js';
+import { startProcess, type Started } from './load/processes.js';
+import { cpuTotals, keep, perCpuSecond, spread, type BookingSummary, type Result } from './load/report.js';
+import { interleave, median, type Round, type Target } from './load/rounds.js';
+import { bookingRequest, requestFor } from './load/scenarios.js';
 import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
 
-// `npm run load -- <function> [seconds]`: a load test of one function, run
-// as its container runs it (its own process, real Postgres), with autocannon
-// on 127.0.0.1. Machines differ and are noisy, so beside the raw figures it
-// reports the function's throughput as a ratio of the same process's
-// /_/health throughput, measured in the same run. Each result is appended to
-// load/results/<function>.jsonl (LOAD_RESULTS_DIR elsewhere) and compared
-// with the previous one.
+// `npm run load -- <function> [seconds]` and `npm run load -- book [hot|flash] [seconds]`:
+// a load test of one function, run as its container runs it (its own process,
+// real Postgres), with autocannon on 127.0.0.1. Beside it, in the same run and
+// interleaved round by round, two baselines in processes of their own: a plain
+// functions-framework hello (the framework's own server) and a raw node:http
+// hello. It reports ratios to both, CPU seconds of every process involved
+// (Postgres backends included) and the load average of each round. `book`
+// sells one ticket per request on one event (a fresh event each round) with
+// the order pipeline running: `hot` (default) never sells out, `flash` has
+// fewer tickets than the round could sell; after each round it waits for
+// every booking to become an order and checks that none was oversold. Each
+// result is appended to load/results/<function>.jsonl (LOAD_RESULTS_DIR
+// elsewhere) and compared with the previous one.
 
-interface Scenario {
-  method: 'GET' | 'POST';
-  path: string;
-  body?: string;
-  headers?: Record<string, string>;
-}
-
-interface Result {
-  at: string;
-  function: string;
-  seconds: number;
-  connections: number;
-  requestsPerSecond: number;
-  latencyP50Ms: number;
-  latencyP99Ms: number;
-  non2xx: number;
-  baselineRequestsPerSecond: number;
-  ratioToBaseline: number;
-}
-
+const usage = `usage: npm run load -- <function> [seconds 1-120] | book [hot|flash] [seconds]; functions: ${functionNames().join(', ')}
+settings: LOAD_ROUNDS (3), LOAD_CONNECTIONS (100 for book, else 50), LOAD_CAPACITY (flash event, 1000), LOAD_DRAIN_TIMEOUT_MS (120000)`;
 const name = process.argv[2] ?? '';
-const seconds = Number(process.argv[3] ?? 10);
-const connections = 20;
-if (!functionNames().includes(name) || !(seconds > 0 && seconds <= 120)) {
-  console.error(`usage: npm run load -- <function> [seconds 1-120]; functions: ${functionNames().join(', ')}`);
+const named = name === 'book' && /^[a-z]+$/.test(process.argv[3] ?? '');
+const flavour = named ? process.argv[3]! : name === 'book' ? 'hot' : name;
+const seconds = Number(process.argv[named ? 4 : 3] ?? 10);
+if (!functionNames().includes(name) || !(seconds >= 1 && seconds <= 120) || (name === 'book' && !['hot', 'flash'].includes(flavour))) {
+  console.error(usage);
   process.exit(2);
 }
+const settings = {
+  rounds: integerSetting('LOAD_ROUNDS', 3, 1),
+  connections: integerSetting('LOAD_CONNECTIONS', name === 'book' ? 100 : 50, 1),
+  capacity: flavour === 'flash' ? integerSetting('LOAD_CAPACITY', 1000, 1) : 2_000_000_000,
+  drainTimeoutMs: integerSetting('LOAD_DRAIN_TIMEOUT_MS', 120_000, 1),
+};
 
 const server = process.env.DATABASE_URL
   ? { adminUrl: process.env.DATABASE_URL, stop: async () => undefined }
@@ -51,105 +50,118 @@ const database = `boxoffice_load_${process.pid}`;
 const databaseUrl = await ensureDatabase(server.adminUrl, database);
 const key = await signingKey();
 const issuer = await startDevIssuer(key);
+const started: Started[] = [];
+const admin = new pg.Client({ connectionString: server.adminUrl, application_name: 'boxoffice-load' });
+const db = new pg.Client({ connectionString: databaseUrl, application_name: 'boxoffice-load' });
+let failed = false;
 try {
   await migrateDatabase(databaseUrl, { demoData: true });
-  const port = await freePort();
-  const fn = spawn(process.execPath, ['--import', 'tsx', 'shared/run.ts', name], {
-    env: { ...process.env, PORT: String(port), DATABASE_URL: databaseUrl, OIDC_ISSUER: issuer.issuer, KAFKA_BROKERS: '', CONSUME_ORDER_URL: '', LOG_LEVEL: 'warn', MAX_INFLIGHT: '10000' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  try {
-    const base = `http://127.0.0.1:${port}`;
-    await untilReady(base);
-    const scenario = await scenarioFor(name, databaseUrl, `Bearer ${await signToken(key, { subject: 'alice', ...demoUsers.alice!, issuer: issuer.issuer })}`);
-    const baseline = await run(base, { method: 'GET', path: '/_/health' });
-    const measured = await run(base, scenario);
-    const result: Result = {
-      at: new Date().toISOString(),
-      function: name,
-      seconds,
-      connections,
-      requestsPerSecond: Math.round(measured.requests.average),
-      latencyP50Ms: measured.latency.p50,
-      latencyP99Ms: measured.latency.p99,
-      non2xx: measured.non2xx,
-      baselineRequestsPerSecond: Math.round(baseline.requests.average),
-      ratioToBaseline: Number((measured.requests.average / baseline.requests.average).toFixed(3)),
-    };
-    await report(result);
-  } finally {
-    fn.kill('SIGTERM');
-    await once(fn, 'exit');
+  await Promise.all([admin.connect(), db.connect()]);
+  const authorization = `Bearer ${await signToken(key, { subject: 'alice', ...demoUsers.alice!, issuer: issuer.issuer })}`;
+  const kafka = name === 'book' && kafkaBrokers().length > 0;
+  const env = {
+    DATABASE_URL: databaseUrl,
+    OIDC_ISSUER: issuer.issuer,
+    KAFKA_BROKERS: kafka ? kafkaBrokers().join(',') : '',
+    CONSUME_ORDER_URL: '',
+    BOOKING_TOPIC: `booking.load-${process.pid}-${Date.now()}`,
+    TRIGGER_GROUP: `order-service.load-${process.pid}-${Date.now()}`,
+    MAX_INFLIGHT: '10000',
+    KAFKAJS_NO_PARTITIONER_WARNING: '1',
+  };
+  // FUNCTION_NAME names its Postgres backends (application_name), so their CPU is told apart.
+  const fn = await startProcess(name, ['shared/run.ts', name], { ...env, FUNCTION_NAME: name });
+  started.push(fn);
+  if (name === 'book') started.push(...(await startPipeline(env, kafka)));
+  const ffHello = await startProcess('ff-hello', ['scripts/load/hello-ff.ts'], {});
+  const rawHttp = await startProcess('raw-http', ['scripts/load/hello-http.ts'], {});
+  started.push(ffHello, rawHttp);
+
+  const pids = (processes: Started[]) => () => Object.fromEntries(processes.map((p) => [p.name, p.pid]));
+  let eventId = 0;
+  const functionTarget: Target =
+    name === 'book'
+      ? {
+          name,
+          url: fn.url,
+          processes: pids(started.filter((p) => p !== ffHello && p !== rawHttp)),
+          prepare: async () => bookingRequest((eventId = await createEvent(db, settings.capacity)), authorization),
+          settle: (measured, stoppedAt) => settleBookings(db, eventId, measured, stoppedAt, settings.drainTimeoutMs),
+        }
+      : { name, url: fn.url, processes: pids([fn]), prepare: () => requestFor(name, db, authorization) };
+  const baseline = (p: Started): Target => ({ name: p.name, url: p.url, processes: pids([p]), prepare: async () => ({ method: 'GET', path: '/' }) });
+  const rounds = await interleave([functionTarget, baseline(ffHello), baseline(rawHttp)], { ...settings, seconds, admin, database });
+
+  const synchronousCommit = (await db.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit;
+  const result = summarise(rounds, { kafka, synchronousCommit });
+  await keep(result, process.env.LOAD_RESULTS_DIR || 'load/results');
+  if (result.booking && !result.booking.correct) {
+    failed = true;
+    console.error('load: the booking checks failed (oversold, inconsistent capacity, or bookings without exactly one confirmed order); see the rounds in the result line');
   }
 } finally {
+  await Promise.all(started.map((p) => p.stop()));
+  await Promise.all([admin.end(), db.end()]).catch(() => undefined);
   await issuer.stop();
   await dropDatabase(server.adminUrl, database);
   await server.stop();
 }
+process.exit(failed ? 1 : 0);
 
-/** What one request of the function's load looks like, with the rows it needs. */
-async function scenarioFor(fn: string, url: string, authorization: string): Promise<Scenario> {
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  try {
-    const json = { 'content-type': 'application/json' };
-    switch (fn) {
-      case 'list-events':
-        return { method: 'GET', path: '/api/v1/inventory/events' };
-      case 'get-event':
-        return { method: 'GET', path: '/api/v1/inventory/event/1' };
-      case 'get-venue':
-        return { method: 'GET', path: '/api/v1/inventory/venue/1' };
-      case 'book': {
-        // An event large enough that the run never sells out.
-        const { rows } = await db.query<{ event_id: number }>(
-          "INSERT INTO events (name, venue_id, total_capacity, left_capacity, ticket_price) VALUES ('Load test', 1, 2000000000, 2000000000, 10) RETURNING event_id",
-        );
-        return { method: 'POST', path: '/api/v1/booking', headers: { ...json, authorization }, body: JSON.stringify({ userId: 1, eventId: rows[0]!.event_id, ticketCount: 1 }) };
-      }
-      case 'get-booking':
-      case 'consume-order': {
-        const { rows } = await db.query<{ booking_id: string }>(
-          "INSERT INTO bookings (booking_id, customer_id, event_id, ticket_count, total_price, status) VALUES (gen_random_uuid(), 1, 1, 1, 45, 'CONFIRMED') RETURNING booking_id",
-        );
-        const bookingId = rows[0]!.booking_id;
-        if (fn === 'get-booking') return { method: 'GET', path: `/api/v1/booking/${bookingId}`, headers: { authorization } };
-        // Redeliveries of a confirmed booking: the idempotent path every duplicate takes.
-        return {
-          method: 'POST',
-          path: '/',
-          headers: { ...json, 'ce-specversion': '1.0', 'ce-id': 'load', 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/load' },
-          body: JSON.stringify({ bookingId, userId: 1, eventId: 1, ticketCount: 1 }),
-        };
-      }
-      case 'list-orders':
-        return { method: 'GET', path: '/api/v1/orders', headers: { authorization } };
-      default:
-        throw new Error(`no load scenario for ${fn}`);
-    }
-  } finally {
-    await db.end();
-  }
-}
-
-async function run(base: string, scenario: Scenario): Promise<autocannon.Result> {
-  return autocannon({ url: `${base}${scenario.path}`, method: scenario.method, headers: scenario.headers, body: scenario.body, connections, duration: seconds });
-}
-
-async function report(result: Result): Promise<void> {
-  const dir = process.env.LOAD_RESULTS_DIR || 'load/results';
-  const file = `${dir}/${result.function}.jsonl`;
-  const previous = await readFile(file, 'utf8').then(
-    (text) => JSON.parse(text.trim().split('\n').at(-1) ?? 'null') as Result | null,
-    () => null,
+/** The result line: the function's medians, the baselines, ratios, CPU and, for book, the checks. */
+function summarise(rounds: Round[], context: { kafka: boolean; synchronousCommit: string }): Result {
+  const measured = (target: string) => rounds.filter((r) => r.target === target && !r.warmUp);
+  const own = measured(name);
+  const rate = (target: string) => spread(measured(target).map((r) => r.requestsPerSecond));
+  const p99 = (target: string) => median(measured(target).map((r) => r.latencyP99Ms));
+  const functionRate = rate(name);
+  const baselines = Object.fromEntries(
+    ['ff-hello', 'raw-http'].map((target) => [
+      target,
+      { requestsPerSecond: rate(target), latencyP99Ms: p99(target), requestsPerCpuSecond: perCpuSecond(measured(target), (process) => process === target) },
+    ]),
   );
-  await mkdir(dir, { recursive: true });
-  await appendFile(file, `${JSON.stringify(result)}\n`);
-  console.log(`${result.function}: ${result.requestsPerSecond} req/s, p50 ${result.latencyP50Ms} ms, p99 ${result.latencyP99Ms} ms, non-2xx ${result.non2xx}`);
-  console.log(`  ${result.ratioToBaseline} of this process's /_/health throughput (${result.baselineRequestsPerSecond} req/s) in the same run`);
-  if (previous) {
-    const change = ((result.ratioToBaseline / previous.ratioToBaseline - 1) * 100).toFixed(1);
-    console.log(`  previous run (${previous.at}): ratio ${previous.ratioToBaseline}; change ${change}%`);
-  }
-  console.log(`  kept in ${file}`);
+  return {
+    at: new Date().toISOString(),
+    function: name,
+    scenario: flavour,
+    seconds,
+    rounds: settings.rounds,
+    connections: settings.connections,
+    requestsPerSecond: functionRate.median,
+    latencyP50Ms: median(own.map((r) => r.latencyP50Ms)),
+    latencyP99Ms: p99(name),
+    non2xx: own.reduce((sum, r) => sum + r.non2xx, 0),
+    requestsPerSecondSpread: functionRate,
+    baselines,
+    ratioToFfHello: round(functionRate.median / baselines['ff-hello']!.requestsPerSecond.median),
+    ratioToRawHttp: round(functionRate.median / baselines['raw-http']!.requestsPerSecond.median),
+    cpuSeconds: cpuTotals(own),
+    requestsPerCpuSecond: perCpuSecond(own, (process) => process === name || process === `postgres:boxoffice-${name}`),
+    loadAverage: rounds.filter((r) => !r.warmUp).map((r) => r.loadAverage),
+    ...(name === 'book' ? { booking: bookingSummary(rounds, context) } : {}),
+    measuredRounds: rounds,
+  };
+}
+
+/** Tickets, orders and the pipeline's drain over the measured rounds; the checks over every round. */
+function bookingSummary(rounds: Round[], context: { kafka: boolean; synchronousCommit: string }): BookingSummary {
+  const all = rounds.filter((r) => r.target === name);
+  const own = all.filter((r) => !r.warmUp);
+  const figure = (key: string) => own.map((r) => r[key] as number);
+  return {
+    kafka: context.kafka,
+    synchronousCommit: context.synchronousCommit,
+    capacityPerRound: settings.capacity,
+    ticketsPerSecond: spread(figure('ticketsPerSecond')),
+    ordersPerSecond: spread(figure('ordersPerSecond')),
+    drainSeconds: all.every((r) => r.drainSeconds !== null) ? spread(figure('drainSeconds')) : null,
+    // The load's own checks (postgres:boxoffice-load) are not the system's work.
+    requestsPerCpuSecondAllProcesses: perCpuSecond(own, (process) => process !== 'postgres:boxoffice-load'),
+    oversold: all.reduce((sum, r) => sum + (r.oversold as number), 0),
+    capacityConsistent: all.every((r) => r.capacityConsistent),
+    acceptedAreBookings: all.every((r) => r.acceptedAreBookings),
+    allConfirmed: all.every((r) => r.allConfirmed),
+    correct: all.every((r) => r.oversold === 0 && r.capacityConsistent && r.acceptedAreBookings && r.allConfirmed),
+  };
 }
