@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { request } from 'node:http';
 import { after, before, test } from 'node:test';
 import { httpFunction } from './http-function.js';
@@ -124,6 +126,29 @@ test('when the host is full it sheds with 503 and Retry-After, then recovers', a
   assert.equal((await post('{"name":"c","seats":1}')).status, 201);
 });
 
+test('a query is read as Express reads it: a repeated parameter is refused, not collapsed', async () => {
+  const res = await post('{"name":"a","seats":1}', { query: '?mode=echo&mode=echo' });
+  assert.equal(res.status, 400);
+  assert.deepEqual((await problemOf(res)).invalidParams?.map((p) => p.name), ['query/mode']);
+  assert.equal((await post('{"name":"a","seats":1}', { query: '?mode=ec%68o' })).status, 201);
+});
+
+test('FUNCTION_SERVER picks the server: lean calls the function itself, framework goes through its Express app', async () => {
+  // The framework's app answers /favicon.ico itself, with an empty 404; the function answers it with a problem.
+  for (const server of ['lean', 'framework'] as const) {
+    const running = await serve(probe, { server });
+    try {
+      const res = await fetch(`${running.url}/favicon.ico`);
+      assert.equal(res.status, 404);
+      assert.equal(res.headers.get('content-type') === 'application/problem+json', server === 'lean', server);
+      const echoed = await fetch(`${running.url}/probe?mode=echo`, { method: 'POST', body: '{"name":"a","seats":1}', headers: { 'content-type': 'application/json' } });
+      assert.equal(echoed.status, 201, server);
+    } finally {
+      await running.stop();
+    }
+  }
+});
+
 test('liveness and readiness probes answer', async () => {
   assert.equal((await fetch(`${fn.url}/_/health`)).status, 200);
   const ready = await fetch(`${fn.url}/_/ready`);
@@ -140,4 +165,34 @@ test('/metrics counts requests and times them by route and status', async () => 
   assert.ok((metricValue(text, 'http_request_duration_seconds_count', { ...route, status: '201' }) ?? 0) >= 1);
   assert.notEqual(metricValue(text, 'http_request_duration_seconds_bucket', { ...route, status: '201', le: '0.1' }), undefined);
   assert.match(text, /process_cpu_user_seconds_total/);
+});
+
+test('a function stopped by SIGTERM writes its last log lines before it exits', async () => {
+  // A served function in its own process, logging at info as in production.
+  const script = `
+    const { httpFunction } = await import(${JSON.stringify(new URL('./http-function.ts', import.meta.url).href)});
+    const { serveFunction } = await import(${JSON.stringify(new URL('./host.ts', import.meta.url).href)});
+    const fn = httpFunction({ name: 'exit-probe', route: { method: 'GET', path: '/hello' }, handle: async () => ({ body: 'hi' }) });
+    const host = await serveFunction(fn, 0);
+    console.error('port', host.server.address().port);`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    env: { ...process.env, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  const port = await new Promise<string>((resolve) =>
+    child.stderr.on('data', (chunk: Buffer) => {
+      const said = /port (\d+)/.exec(chunk.toString());
+      if (said) resolve(said[1]!);
+    }),
+  );
+  const res = await fetch(`http://127.0.0.1:${port}/hello`, { headers: { 'x-request-id': 'last-request' } });
+  assert.equal(res.status, 200);
+  child.kill('SIGTERM');
+  const [code] = (await once(child, 'exit')) as [number];
+  assert.equal(code, 0);
+  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string; requestId?: string });
+  assert.ok(lines.some((line) => line.msg === 'request' && line.requestId === 'last-request'), stdout);
+  assert.equal(lines.at(-1)?.msg, 'draining');
 });

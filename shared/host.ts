@@ -1,12 +1,14 @@
-import { getTestServer } from '@google-cloud/functions-framework/testing';
+import type { getTestServer } from '@google-cloud/functions-framework/testing';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
-import { config } from './config.js';
+import { createRequire } from 'node:module';
+import { parse as parseQuery } from 'node:querystring';
+import { ConfigError, config } from './config.js';
 import { databaseIsUp, pool } from './db.js';
 import { Problem, problems, sendProblem } from './errors.js';
-import { isJson, routeLabel, type FunctionDefinition } from './http-function.js';
-import { log } from './log.js';
+import { callHandler, isJson, routeLabel, type CallHandler, type FunctionDefinition } from './http-function.js';
+import { flushLog, log } from './log.js';
 import { httpDuration, httpRequests, inflightShed, labelRegistry, registry } from './metrics.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -18,8 +20,30 @@ export interface Limits {
   drainTimeoutMs: number;
 }
 
+/**
+ * What serves a function's requests once the host has checked them. `lean`:
+ * the function's own handler, called straight from node:http (an HTTP
+ * function's; a CloudEvent function is always served by the framework).
+ * `framework`: the functions-framework's Express app, unmodified, exactly as
+ * its own server would run the function.
+ */
+export type FunctionServer = 'lean' | 'framework';
+
+/** The server chosen by FUNCTION_SERVER, `lean` unless set. */
+export function functionServerSetting(): FunctionServer {
+  const value = process.env.FUNCTION_SERVER || 'lean';
+  if (value !== 'lean' && value !== 'framework') throw new ConfigError(`FUNCTION_SERVER must be lean or framework, got "${value}"`);
+  return value;
+}
+
+export interface HostOptions extends Limits {
+  server: FunctionServer;
+}
+
 export interface FunctionHost {
   server: Server;
+  /** What serves the function: the one chosen, except that a CloudEvent function is always the framework's. */
+  serving: FunctionServer;
   /** Stops taking requests and waits (bounded) for those in flight. */
   drain(): Promise<void>;
 }
@@ -29,14 +53,14 @@ export interface FunctionHost {
  * framework does not give: probes at `/_/health` and `/_/ready`, `/metrics`,
  * a small body limit enforced before any parsing, load shedding, a request
  * id and one log line per request, and a drain on shutdown. The framework
- * itself answers SIGTERM by exiting at once, so the server is built here
- * from its testing entry and never through its own CLI.
+ * itself answers SIGTERM by exiting at once, so its server, when used, is
+ * built here from its testing entry and never through its own CLI.
  */
-export function createFunctionHost(definition: FunctionDefinition, limits: Partial<Limits> = {}): FunctionHost {
-  const { maxInflight, bodyLimitBytes, drainTimeoutMs } = { ...config, ...limits };
+export function createFunctionHost(definition: FunctionDefinition, options: Partial<HostOptions> = {}): FunctionHost {
+  const { maxInflight, bodyLimitBytes, drainTimeoutMs, server: chosen } = { ...config, server: functionServerSetting(), ...options };
   labelRegistry(definition.name);
   log.setBindings({ function: definition.name });
-  const framework = getTestServer(definition.name).listeners('request')[0] as RequestListener;
+  const { serving, pass } = passOn(definition.name, chosen);
   let inflight = 0;
   let draining = false;
   let idle: (() => void) | undefined;
@@ -67,7 +91,7 @@ export function createFunctionHost(definition: FunctionDefinition, limits: Parti
     });
 
     readBody(req, bodyLimitBytes)
-      .then(() => framework(req, res))
+      .then((body) => pass(req, res, path, body))
       .catch((error: unknown) => {
         // The rest of an oversized body is not worth reading.
         if (error instanceof Problem && error.status === 413) res.setHeader('Connection', 'close');
@@ -96,7 +120,7 @@ export function createFunctionHost(definition: FunctionDefinition, limits: Parti
     await closed;
   }
 
-  return { server, drain };
+  return { server, serving, drain };
 }
 
 /**
@@ -106,7 +130,7 @@ export async function serveFunction(definition: FunctionDefinition, port: number
   const host = createFunctionHost(definition);
   host.server.listen(port);
   await once(host.server, 'listening');
-  log.info({ port, route: definition.route }, `${definition.name} listening`);
+  log.info({ port, route: definition.route, server: host.serving }, `${definition.name} listening`);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'draining');
@@ -114,15 +138,52 @@ export async function serveFunction(definition: FunctionDefinition, port: number
         .drain()
         .then(() => pool.end())
         .then(
-        () => process.exit(0),
-        (error: unknown) => {
-          log.error({ err: error }, 'drain failed');
-          process.exit(1);
-        },
-      );
+          () => 0,
+          (error: unknown) => {
+            log.error({ err: error }, 'drain failed');
+            return 1;
+          },
+        )
+        // Logging is asynchronous: the last lines are written before exiting.
+        .then((code) => flushLog().then(() => process.exit(code)));
     });
   }
   return host;
+}
+
+type Pass = (req: IncomingMessage, res: ServerResponse, path: string, body: unknown) => unknown;
+
+/** How a checked request, its body read, reaches the function under the chosen server. */
+function passOn(name: string, server: FunctionServer): { serving: FunctionServer; pass: Pass } {
+  const direct: CallHandler | undefined = server === 'lean' ? callHandler(name) : undefined;
+  if (direct) {
+    const pass: Pass = (req, res, path, body) => {
+      const at = (req.url ?? '').indexOf('?');
+      // The same parser as Express' default (`query parser: simple`), so both servers see one query.
+      const query = at < 0 ? {} : parseQuery((req.url ?? '').slice(at + 1));
+      return direct({ method: req.method ?? 'GET', path, query, headers: req.headers, body }, res);
+    };
+    return { serving: 'lean', pass };
+  }
+  const framework = frameworkApp(name);
+  const pass: Pass = (req, res, _path, body) => {
+    // The body is read already, so the framework's own parsers (1 GB limit) skip it.
+    if (body !== undefined) Object.assign(req, { body });
+    return framework(req, res);
+  };
+  return { serving: 'framework', pass };
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The framework's Express app for a registered function. Loaded only when
+ * it serves: it brings Express and node:domain, whose async hooks and
+ * event-emitter wrapper tax every request of a process that loads them.
+ */
+function frameworkApp(name: string): RequestListener {
+  const testing = require('@google-cloud/functions-framework/testing') as { getTestServer: typeof getTestServer };
+  return testing.getTestServer(name).listeners('request')[0] as RequestListener;
 }
 
 function decodable(path: string): boolean {
@@ -138,19 +199,30 @@ function acceptRequestId(header: string | string[] | undefined): string {
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
 }
 
+// The metric series of each method, route and status, looked up once
+// rather than by hashing the labels on every request.
+const series = new Map<string, { count: { inc(): void }; time: { observe(seconds: number): void } }>();
+
+function seriesOf(labels: { method: string; route: string; status: string }) {
+  const key = `${labels.method} ${labels.route} ${labels.status}`;
+  let found = series.get(key);
+  if (!found) series.set(key, (found = { count: httpRequests.labels(labels), time: httpDuration.labels(labels) }));
+  return found;
+}
+
 function observe(req: IncomingMessage, res: ServerResponse, path: string, requestId: string, started: bigint): void {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const labels = { method: req.method ?? '', route: routeLabel(res), status: String(res.statusCode) };
-  httpRequests.inc(labels);
-  httpDuration.observe(labels, seconds);
+  const { count, time } = seriesOf(labels);
+  count.inc();
+  time.observe(seconds);
   log.info({ requestId, method: req.method, path, route: labels.route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 }, 'request');
 }
 
-/**
- * Reads the body up to the limit and parses JSON, so that the framework's
- * own parsers (1 GB limit) find it consumed and skip.
- */
-async function readBody(req: IncomingMessage, limit: number): Promise<void> {
+/** Reads the body up to the limit; JSON is parsed, anything else kept as bytes, no body is undefined. */
+async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  // HTTP/1.1: without either header there is no body, and nothing to wait for.
+  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) return undefined;
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw problems.bodyTooLarge(limit);
   const chunks: Buffer[] = [];
@@ -160,16 +232,12 @@ async function readBody(req: IncomingMessage, limit: number): Promise<void> {
     if (size > limit) throw problems.bodyTooLarge(limit);
     chunks.push(chunk);
   }
-  if (size === 0) return;
+  if (size === 0) return undefined;
   const raw = Buffer.concat(chunks);
-  const target = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
-  target.rawBody = raw;
-  if (!isJson(req.headers['content-type'])) {
-    target.body = raw;
-    return;
-  }
+  (req as IncomingMessage & { rawBody?: Buffer }).rawBody = raw;
+  if (!isJson(req.headers['content-type'])) return raw;
   try {
-    target.body = JSON.parse(raw.toString('utf8'));
+    return JSON.parse(raw.toString('utf8'));
   } catch (error) {
     throw problems.malformedJson((error as Error).message);
   }

@@ -1,10 +1,10 @@
 import * as functions from '@google-cloud/functions-framework';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { anonymous, authenticate, type Principal } from './auth.js';
 import { problems, sendProblem } from './errors.js';
 import { toJson } from './json.js';
 import { log } from './log.js';
-import { matchPath, type Route } from './route.js';
+import { pathMatcher, type Route } from './route.js';
 import { validator, type Validator } from './validation.js';
 
 /** What a handler receives: the request, validated and typed. */
@@ -55,7 +55,30 @@ export interface Schemas {
   body?: object;
 }
 
+/**
+ * A request as either server hands it to a function: the URL's path and
+ * query parsed (`req.query` semantics: `a=1&a=2` is an array), the body
+ * read and, when JSON, parsed. Express' request is one as it stands.
+ */
+export interface IncomingCall {
+  method: string;
+  path: string;
+  query: Record<string, unknown>;
+  headers: IncomingHttpHeaders;
+  body?: unknown;
+}
+
+/** Serves one call, answering with Node's own response API only, so that both servers can run it. */
+export type CallHandler = (call: IncomingCall, res: ServerResponse) => Promise<void>;
+
 const noExtras = { type: 'object', additionalProperties: false } as const;
+const callHandlers = new Map<string, CallHandler>();
+
+/** The handler of a registered HTTP function, for a host that serves it without the framework's Express app. */
+export function callHandler(name: string): CallHandler | undefined {
+  return callHandlers.get(name);
+}
+
 const routeLabels = new WeakMap<object, string>();
 
 /** Records the route a response is served under, for metrics. */
@@ -72,7 +95,8 @@ export function routeLabel(res: object): string {
  * Registers a functions-framework HTTP function that serves one route:
  * it matches the path, validates path, query and body against their
  * schemas, runs the handler and writes its JSON, and turns every error into
- * problem+json. Handlers only ever see valid input.
+ * problem+json. Handlers only ever see valid input. The same handler is
+ * kept for a host that calls it directly (see `callHandler`).
  */
 export function httpFunction<Params = Record<string, never>, Query = Record<string, never>, Body = undefined>(
   spec: HttpFunctionSpec<Params, Query, Body>,
@@ -84,10 +108,12 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
     body: spec.schemas?.body ? validator<Body>('body', spec.schemas.body) : undefined,
   };
 
-  functions.http(spec.name, async (req, res) => {
+  const match = pathMatcher(spec.route.path);
+
+  const serve: CallHandler = async (req, res) => {
     const requestId = String(req.headers['x-request-id'] ?? '');
     try {
-      const rawParams = matchPath(spec.route.path, req.path);
+      const rawParams = match(req.path);
       if (!rawParams) throw problems.routeNotFound(req.path);
       markRoute(res, spec.route.path);
       if (req.method !== spec.route.method) throw problems.methodNotAllowed(req.method, [spec.route.method]);
@@ -103,8 +129,8 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
         principal,
       });
 
-      res.status(result.status ?? spec.success ?? 200);
-      for (const [name, value] of Object.entries(result.headers ?? {})) res.setHeader(name, value);
+      res.statusCode = result.status ?? spec.success ?? 200;
+      if (result.headers) for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
       res.setHeader('Content-Type', 'application/json');
       res.end(toJson(result.body));
     } catch (error) {
@@ -112,7 +138,10 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
       // A 500 is a bug; other 5xx (a database or an upstream down) are an outage, at warn.
       if (problem.status >= 500) log[problem.status === 500 ? 'error' : 'warn']({ err: error, requestId }, 'request failed');
     }
-  });
+  };
+
+  callHandlers.set(spec.name, serve);
+  functions.http(spec.name, (req, res) => serve(req, res));
 
   return {
     name: spec.name,

@@ -12,25 +12,35 @@ function segments(path: string): string[] {
   return path.replace(/\/+$/, '').split('/').slice(1);
 }
 
+/** Matches paths against one route pattern, split once rather than per request. */
+export type PathMatcher = (path: string) => Record<string, string> | undefined;
+
+export function pathMatcher(pattern: string): PathMatcher {
+  const want = segments(pattern);
+  return (path) => {
+    const have = segments(path);
+    if (want.length !== have.length) return undefined;
+    const params: Record<string, string> = {};
+    for (let i = 0; i < want.length; i++) {
+      const part = want[i] as string;
+      const actual = have[i] as string;
+      if (part.startsWith(':')) {
+        if (actual === '') return undefined;
+        params[part.slice(1)] = decodeSegment(part.slice(1), actual);
+      } else if (part !== actual) {
+        return undefined;
+      }
+    }
+    return params;
+  };
+}
+
 /**
  * The path parameters of `path` under `pattern` (still strings, to be
  * validated by the caller), or undefined when the path is another route's.
  */
 export function matchPath(pattern: string, path: string): Record<string, string> | undefined {
-  const want = segments(pattern);
-  const have = segments(path);
-  if (want.length !== have.length) return undefined;
-  const params: Record<string, string> = {};
-  for (const [i, part] of want.entries()) {
-    const actual = have[i] as string;
-    if (part.startsWith(':')) {
-      if (actual === '') return undefined;
-      params[part.slice(1)] = decodeSegment(part.slice(1), actual);
-    } else if (part !== actual) {
-      return undefined;
-    }
-  }
-  return params;
+  return pathMatcher(pattern)(path);
 }
 
 function decodeSegment(name: string, raw: string): string {

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { signingKey, signToken, startDevIssuer, type SigningKey, type TokenClaims } from '../../scripts/dev-issuer.js';
 import { pool } from '../db.js';
-import { createFunctionHost, type Limits } from '../host.js';
+import { createFunctionHost, type HostOptions } from '../host.js';
 import type { FunctionDefinition } from '../http-function.js';
 
 export interface RunningFunction {
@@ -10,9 +10,14 @@ export interface RunningFunction {
   stop(): Promise<void>;
 }
 
-/** Serves a function exactly as its container does, on a free loopback port. */
-export async function serve(definition: FunctionDefinition, limits: Partial<Limits> = {}): Promise<RunningFunction> {
-  const host = createFunctionHost(definition, limits);
+/**
+ * Serves a function exactly as its container does, on a free loopback port,
+ * by the server FUNCTION_SERVER names (lean unless set), so that a test file
+ * run with FUNCTION_SERVER=framework tests the same function under the
+ * unmodified functions-framework.
+ */
+export async function serve(definition: FunctionDefinition, options: Partial<HostOptions> = {}): Promise<RunningFunction> {
+  const host = createFunctionHost(definition, options);
   host.server.listen(0, '127.0.0.1');
   await once(host.server, 'listening');
   const { port } = host.server.address() as AddressInfo;
