@@ -1,8 +1,7 @@
 import * as functions from '@google-cloud/functions-framework';
-import type { Request } from '@google-cloud/functions-framework';
 import { CloudEvent, HTTP, ValidationError, type Headers } from 'cloudevents';
 import { problems, sendProblem } from './errors.js';
-import { isJson, markRoute, type FunctionDefinition } from './http-function.js';
+import { isJson, keepCallHandler, markRoute, type CallHandler, type FunctionDefinition, type IncomingCall } from './http-function.js';
 import { toJson } from './json.js';
 import { log } from './log.js';
 import { validator } from './validation.js';
@@ -44,29 +43,36 @@ const SPEC_VERSION = '1.0';
  * `cloudEvent()`: the framework answers every error of a CloudEvent function
  * with a 500, while deliverers need the difference between "retry" (5xx)
  * and "this message will never succeed" (4xx, dead-lettered at once).
+ * The same handler is kept for a host that calls it directly (see
+ * `callHandler`).
  */
 export function cloudEventFunction<Data>(spec: CloudEventFunctionSpec<Data>): FunctionDefinition {
   const validate = validator<Data>('data', spec.dataSchema);
 
-  functions.http(spec.name, async (req, res) => {
+  const serve: CallHandler = async (req, res) => {
     markRoute(res, 'cloudevent');
     try {
       if (req.method !== 'POST') throw problems.methodNotAllowed(req.method, ['POST']);
       const event = receive(req);
       const result = await spec.handle({ ...event, data: validate(event.data) });
-      res.status(200).setHeader('Content-Type', 'application/json');
+      res.statusCode = 200;
+      res.setHeader('Content-Type', 'application/json');
       res.end(toJson(result));
     } catch (error) {
       const problem = sendProblem(res, error);
       // A 500 is a bug; a 503 is an outage the deliverer retries; a 4xx is the message's fault.
       log[problem.status === 500 ? 'error' : 'warn']({ err: error, ceId: req.headers['ce-id'] ?? req.headers['x-kafka-offset'] }, 'event refused');
     }
-  });
+  };
+
+  keepCallHandler(spec.name, serve);
+  // The framework's Express request carries the same parts, rawBody included.
+  functions.http(spec.name, (req, res) => serve(req, res));
 
   return { name: spec.name, signature: 'cloudevent' };
 }
 
-function receive(req: Request): ReceivedEvent<unknown> {
+function receive(req: IncomingCall): ReceivedEvent<unknown> {
   const structured = mediaType(req).startsWith('application/cloudevents');
   const topic = header(req, 'x-topic');
   // The kafka-connector's raw message is marked by X-Topic alone; a request
@@ -76,7 +82,7 @@ function receive(req: Request): ReceivedEvent<unknown> {
 }
 
 /** The raw message OpenFaaS's kafka-connector posts: not a CloudEvent, so its attributes come from the Kafka headers. */
-function kafkaMessage(req: Request, topic: string): ReceivedEvent<unknown> {
+function kafkaMessage(req: IncomingCall, topic: string): ReceivedEvent<unknown> {
   const [partition, offset] = [header(req, 'x-kafka-partition') ?? '?', header(req, 'x-kafka-offset') ?? '?'];
   return {
     id: `${topic}:${partition}:${offset}`,
@@ -88,7 +94,7 @@ function kafkaMessage(req: Request, topic: string): ReceivedEvent<unknown> {
   };
 }
 
-function binaryEvent(req: Request): ReceivedEvent<unknown> {
+function binaryEvent(req: IncomingCall): ReceivedEvent<unknown> {
   if (!header(req, 'ce-id')) {
     throw problems.notACloudEvent('Expected a binary CloudEvent (ce-id, ce-type, ce-source, ce-specversion), a structured one, or a Kafka message with X-Topic');
   }
@@ -101,7 +107,7 @@ function binaryEvent(req: Request): ReceivedEvent<unknown> {
   return { ...attributesOf(event), data: bodyAsJson(event.data), dataText: { json: rawText(req), path: [] } };
 }
 
-function structuredEvent(req: Request): ReceivedEvent<unknown> {
+function structuredEvent(req: IncomingCall): ReceivedEvent<unknown> {
   const envelope: unknown = req.body;
   if (!isJson(req.headers['content-type']) || typeof envelope !== 'object' || envelope === null || Array.isArray(envelope)) {
     throw problems.notACloudEvent('A structured CloudEvent must be a JSON object (application/cloudevents+json)');
@@ -162,15 +168,15 @@ function bodyAsJson(body: unknown): unknown {
   }
 }
 
-function rawText(req: Request): string {
+function rawText(req: IncomingCall): string {
   return req.rawBody?.toString('utf8') ?? 'null';
 }
 
-function mediaType(req: Request): string {
+function mediaType(req: IncomingCall): string {
   return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
-function header(req: Request, name: string): string | undefined {
+function header(req: IncomingCall, name: string): string | undefined {
   const value = req.headers[name];
   return typeof value === 'string' && value !== '' ? value : undefined;
 }

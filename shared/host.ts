@@ -22,8 +22,7 @@ export interface Limits {
 
 /**
  * What serves a function's requests once the host has checked them. `lean`:
- * the function's own handler, called straight from node:http (an HTTP
- * function's; a CloudEvent function is always served by the framework).
+ * the function's own handler, called straight from node:http.
  * `framework`: the functions-framework's Express app, unmodified, exactly as
  * its own server would run the function.
  */
@@ -42,7 +41,7 @@ export interface HostOptions extends Limits {
 
 export interface FunctionHost {
   server: Server;
-  /** What serves the function: the one chosen, except that a CloudEvent function is always the framework's. */
+  /** What serves the function: the one chosen. */
   serving: FunctionServer;
   /** Stops taking requests and waits (bounded) for those in flight. */
   drain(): Promise<void>;
@@ -161,7 +160,8 @@ function passOn(name: string, server: FunctionServer): { serving: FunctionServer
       const at = (req.url ?? '').indexOf('?');
       // The same parser as Express' default (`query parser: simple`), so both servers see one query.
       const query = at < 0 ? {} : parseQuery((req.url ?? '').slice(at + 1));
-      return direct({ method: req.method ?? 'GET', path, query, headers: req.headers, body }, res);
+      const { rawBody } = req as IncomingMessage & { rawBody?: Buffer };
+      return direct({ method: req.method ?? 'GET', path, query, headers: req.headers, body, rawBody }, res);
     };
     return { serving: 'lean', pass };
   }

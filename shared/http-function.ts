@@ -66,6 +66,8 @@ export interface IncomingCall {
   query: Record<string, unknown>;
   headers: IncomingHttpHeaders;
   body?: unknown;
+  /** The body's bytes as they came, when there was one. */
+  rawBody?: Buffer;
 }
 
 /** Serves one call, answering with Node's own response API only, so that both servers can run it. */
@@ -74,7 +76,12 @@ export type CallHandler = (call: IncomingCall, res: ServerResponse) => Promise<v
 const noExtras = { type: 'object', additionalProperties: false } as const;
 const callHandlers = new Map<string, CallHandler>();
 
-/** The handler of a registered HTTP function, for a host that serves it without the framework's Express app. */
+/** Keeps a registered function's handler for a host that calls it directly. */
+export function keepCallHandler(name: string, handler: CallHandler): void {
+  callHandlers.set(name, handler);
+}
+
+/** The handler of a registered function, for a host that serves it without the framework's Express app. */
 export function callHandler(name: string): CallHandler | undefined {
   return callHandlers.get(name);
 }
@@ -140,7 +147,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
     }
   };
 
-  callHandlers.set(spec.name, serve);
+  keepCallHandler(spec.name, serve);
   functions.http(spec.name, (req, res) => serve(req, res));
 
   return {

@@ -4,6 +4,7 @@ import { transaction, type Queryable } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { orderOutcomes } from '../../shared/metrics.js';
 import { idSchema, uuidSchema } from '../../shared/schemas.js';
+import { canonicalDecimal, memberText } from './price.js';
 
 /** A message of the `booking` topic, as `book` writes it. */
 interface BookingAccepted {
@@ -58,12 +59,15 @@ export default cloudEventFunction<BookingAccepted>({
       if (disagreement) throw problems.bookingMismatch(data.bookingId, disagreement);
       if (booking.status !== 'PENDING') return { outcome: 'duplicate', status: booking.status } as const;
 
+      // One statement, one round trip: the booking is locked already.
       const order = await db.query<{ order_id: string }>(
-        `INSERT INTO orders (booking_id, customer_id, event_id, quantity, total)
-         VALUES ($1, $2, $3, $4, $5) RETURNING order_id`,
-        [data.bookingId, booking.customer_id, booking.event_id, booking.ticket_count, booking.total_price],
+        `WITH confirmed AS (
+           UPDATE bookings SET status = 'CONFIRMED', updated_at = now() WHERE booking_id = $1
+           RETURNING booking_id, customer_id, event_id, ticket_count, total_price)
+         INSERT INTO orders (booking_id, customer_id, event_id, quantity, total)
+         SELECT booking_id, customer_id, event_id, ticket_count, total_price FROM confirmed RETURNING order_id`,
+        [data.bookingId],
       );
-      await db.query("UPDATE bookings SET status = 'CONFIRMED', updated_at = now() WHERE booking_id = $1", [data.bookingId]);
       return { outcome: 'created', status: 'CONFIRMED', orderId: order.rows[0]!.order_id } as const;
     }).catch((error: unknown) => {
       throw unreadable(error) ?? error;
@@ -75,17 +79,29 @@ export default cloudEventFunction<BookingAccepted>({
 
 /**
  * Locks the booking and compares the message's totalPrice with its total.
- * JSON.parse has made that price a binary float, so Postgres reads it again,
- * exactly, from the text it came in (jsonb keeps a number's digits).
+ * JSON.parse has made that price a binary float, so it is compared as the
+ * exact text it came in: as decimal text here when that text is plain (the
+ * common case, and no JSON to send), else by Postgres, which reads it again
+ * from the JSON (jsonb keeps a number's digits).
  */
 async function lockBooking(db: Queryable, data: BookingAccepted, dataText: ReceivedEvent<unknown>['dataText']): Promise<BookingRow | undefined> {
   const priced = data.totalPrice !== undefined;
+  const price = priced ? memberText(dataText.json, 'totalPrice') : undefined;
+  const plain = price === undefined ? undefined : canonicalDecimal(price);
+  if (!priced || plain !== undefined) {
+    const { rows } = await db.query<Omit<BookingRow, 'message_price' | 'price_agrees'>>(
+      'SELECT customer_id, event_id, ticket_count, total_price, status FROM bookings WHERE booking_id = $1 FOR UPDATE OF bookings',
+      [data.bookingId],
+    );
+    const row = rows[0];
+    return row && { ...row, message_price: price ?? null, price_agrees: priced ? plain === canonicalDecimal(row.total_price) : null };
+  }
   const { rows } = await db.query<BookingRow>(
     `SELECT customer_id, event_id, ticket_count, total_price, status, message_price,
             total_price = message_price::numeric AS price_agrees
        FROM bookings, LATERAL (SELECT $2::jsonb #>> $3::text[] AS message_price) AS message
       WHERE booking_id = $1 FOR UPDATE OF bookings`,
-    [data.bookingId, priced ? dataText.json : null, [...dataText.path, 'totalPrice']],
+    [data.bookingId, dataText.json, [...dataText.path, 'totalPrice']],
   );
   return rows[0];
 }
