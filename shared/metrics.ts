@@ -108,3 +108,9 @@ export const bookingBatchSize = new Histogram({
   buckets: [1, 2, 5, 10, 20, 50, 100, 200],
   registers: [registry],
 });
+
+export const triggerRedeliveries = new Counter({
+  name: 'boxoffice_trigger_redeliveries_total',
+  help: 'Messages the trigger had delivered past a failing one in its concurrent window: delivered again after the partition rewinds',
+  registers: [registry],
+});

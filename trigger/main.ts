@@ -65,6 +65,7 @@ try {
     retryDelayMs: settings.retryBaseMs,
     retryMaxMs: settings.retryMaxMs,
     deliveryTimeoutMs: settings.deliveryTimeoutMs,
+    concurrency: settings.concurrency,
     sessionTimeoutMs: settings.sessionTimeoutMs,
     onCrash: () => void shutdown(1),
   });

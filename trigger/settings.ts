@@ -11,6 +11,7 @@ export interface TriggerSettings {
   retryBaseMs: number;
   retryMaxMs: number;
   deliveryTimeoutMs: number;
+  concurrency: number;
   sessionTimeoutMs: number;
 }
 
@@ -40,6 +41,8 @@ export function triggerSettings(): TriggerSettings {
     retryBaseMs,
     retryMaxMs,
     deliveryTimeoutMs: integerSetting('TRIGGER_DELIVERY_TIMEOUT_MS', 10_000, 1),
+    // Deliveries in flight per partition; consume-order is idempotent per booking, and one key is never in flight twice.
+    concurrency: integerSetting('TRIGGER_CONCURRENCY', 16, 1),
     // The broker's own bounds (group.min/max.session.timeout.ms, 6 s to 30 min
     // by default) are checked when the consumer joins.
     sessionTimeoutMs: integerSetting('TRIGGER_SESSION_TIMEOUT_MS', 10_000, 1_000),

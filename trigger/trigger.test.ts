@@ -16,19 +16,34 @@ interface Received {
   status: number;
 }
 
-/** The function at the trigger's edge: `answer` decides each delivery's status (undefined: never answer). */
-async function target(t: TestContext, answer: (key: string, partition: number) => number | undefined) {
+/**
+ * The function at the trigger's edge: `answer` decides each delivery's status
+ * (undefined: never answer), after `delayMs`. It counts the requests it holds
+ * at once, in all and per key.
+ */
+async function target(t: TestContext, answer: (key: string, partition: number) => number | undefined, delayMs = 0) {
   const received: Received[] = [];
+  const inFlight = new Map<string, number>();
+  const concurrent = { most: 0, mostOfOneKey: 0, now: 0 };
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString()));
     req.on('end', () => {
-      const partition = Number(/^partition:(\d+)\//.exec(String(req.headers['ce-id']))?.[1]);
-      const status = answer(String(req.headers['ce-subject']), partition);
-      if (status === undefined) return;
-      received.push({ headers: req.headers, body, status });
-      res.statusCode = status;
-      res.end();
+      const key = String(req.headers['ce-subject']);
+      inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
+      concurrent.now++;
+      concurrent.most = Math.max(concurrent.most, concurrent.now);
+      concurrent.mostOfOneKey = Math.max(concurrent.mostOfOneKey, inFlight.get(key)!);
+      setTimeout(() => {
+        const partition = Number(/^partition:(\d+)\//.exec(String(req.headers['ce-id']))?.[1]);
+        const status = answer(key, partition);
+        if (status === undefined) return;
+        inFlight.set(key, inFlight.get(key)! - 1);
+        concurrent.now--;
+        received.push({ headers: req.headers, body, status });
+        res.statusCode = status;
+        res.end();
+      }, delayMs);
     });
   };
   let server = createServer(handler).listen(0, '127.0.0.1');
@@ -42,6 +57,7 @@ async function target(t: TestContext, answer: (key: string, partition: number) =
   return {
     url: `http://127.0.0.1:${port}`,
     received,
+    concurrent,
     /** 2xx-answered keys of one partition, in the order they were delivered. */
     delivered: (partition: number) => received.filter((r) => r.status < 300 && r.headers['ce-id']?.toString().startsWith(`partition:${partition}/`)).map((r) => String(r.headers['ce-subject'])),
     /** Closes the port: deliveries are refused connections until reopen(). */
@@ -284,6 +300,7 @@ test('trigger/main.ts refuses a bad setting at start-up: exit 1 with a clear mes
     [{ TRIGGER_RETRY_BASE_MS: '1000', TRIGGER_RETRY_MAX_MS: '10' }, /TRIGGER_RETRY_MAX_MS \(10\) must not be below TRIGGER_RETRY_BASE_MS \(1000\)/],
     [{ TRIGGER_DELIVERY_TIMEOUT_MS: '0' }, /TRIGGER_DELIVERY_TIMEOUT_MS must be an integer >= 1/],
     [{ TRIGGER_SESSION_TIMEOUT_MS: '10s' }, /TRIGGER_SESSION_TIMEOUT_MS must be an integer >= 1000/],
+    [{ TRIGGER_CONCURRENCY: '0' }, /TRIGGER_CONCURRENCY must be an integer >= 1/],
     [{ KAFKA_TOPIC_PARTITIONS: '0' }, /KAFKA_TOPIC_PARTITIONS must be an integer >= 1/],
     [{ KAFKA_MIN_INSYNC_REPLICAS: '2' }, /KAFKA_MIN_INSYNC_REPLICAS \(2\) cannot exceed KAFKA_REPLICATION_FACTOR \(1\)/],
     [{ KAFKA_REQUEST_TIMEOUT_MS: 'soon' }, /KAFKA_REQUEST_TIMEOUT_MS must be an integer >= 1000/],
@@ -314,4 +331,52 @@ test('trigger/main.ts exits 1 when its consumer crashes for good (the broker ref
   assert.equal(await main.exited, 1);
   assert.match(main.output.text, /crashed and will not restart/);
   assert.match(main.output.text, /session timeout is not within the range allowed by the broker/);
+});
+
+test('with a slow target, a partition has many deliveries in flight at once, never two of one key, and commits to its end with every message delivered at least once', async (t) => {
+  const brokers = kafkaOrSkip(t);
+  if (!brokers) return;
+  const kafka = createKafka('trigger-test', brokers);
+  const kafkaTopics = await topicsOfTheirOwn(t, kafka, 1);
+  const fn = await target(t, () => 200, 50);
+  // 200 messages over 10 keys, so that every window of 16 holds some key twice.
+  const messages = Array.from({ length: 200 }, (_, seq) => ({ key: `booking-${seq % 10}`, value: JSON.stringify({ seq }) }));
+  await kafkaTopics.produce(0, messages);
+
+  const trigger = await startTrigger({ ...kafkaTopics, brokers, target: fn.url, concurrency: 16, retryDelayMs: 20 });
+  t.after(() => trigger.stop());
+
+  await eventually('every offset committed', async () => ((await kafkaTopics.committed(kafkaTopics.groupId))[0] === '200' ? true : undefined));
+  assert.ok(fn.concurrent.most > 1, `deliveries in flight at once: ${fn.concurrent.most}`);
+  assert.ok(fn.concurrent.most <= 16, `no more than the concurrency in flight: ${fn.concurrent.most}`);
+  assert.equal(fn.concurrent.mostOfOneKey, 1, 'one key is never in flight twice');
+  const seqs = (key: string) => fn.received.filter((r) => r.status < 300 && r.headers['ce-subject'] === key).map((r) => (JSON.parse(r.body) as { seq: number }).seq);
+  for (let k = 0; k < 10; k++) assert.deepEqual(seqs(`booking-${k}`), Array.from({ length: 20 }, (_, i) => k + 10 * i), `booking-${k} delivered once each, in offset order`);
+  assert.equal(await kafkaTopics.deadLetterCount(), 0, 'no dead letters');
+});
+
+test('a retryable failure in the middle of a concurrent window holds the committed offset below it until it passes; what was delivered past it is delivered again and counted', async (t) => {
+  const brokers = kafkaOrSkip(t);
+  if (!brokers) return;
+  const kafka = createKafka('trigger-test', brokers);
+  const kafkaTopics = await topicsOfTheirOwn(t, kafka, 1);
+  let failing = true;
+  const fn = await target(t, (key) => (key === 'm10' && failing ? 503 : 200), 20);
+  const names = keys('m', 20);
+  await kafkaTopics.produce(0, asMessages(names));
+
+  const redeliveries = () => metric('boxoffice_trigger_redeliveries_total');
+  const redeliveriesBefore = await redeliveries();
+  const trigger = await startTrigger({ ...kafkaTopics, brokers, target: fn.url, concurrency: 16, retryDelayMs: 20, retryMaxMs: 100 });
+  t.after(() => trigger.stop());
+
+  await eventually('messages past the failing one delivered', async () => (fn.delivered(0).includes('m11') ? true : undefined));
+  await eventually('m10 to fail a few times', async () => (fn.received.filter((r) => r.status === 503).length >= 3 ? true : undefined));
+  assert.equal((await kafkaTopics.committed(kafkaTopics.groupId))[0], '10', 'committed up to the failing message, not past it');
+  assert.ok((await redeliveries()) - redeliveriesBefore > 0, 'deliveries past the failing one are counted');
+
+  failing = false;
+  await eventually('every offset committed once m10 passes', async () => ((await kafkaTopics.committed(kafkaTopics.groupId))[0] === '20' ? true : undefined));
+  assert.deepEqual([...new Set(fn.delivered(0))].sort(), [...names].sort(), 'every message delivered at least once');
+  assert.equal(await kafkaTopics.deadLetterCount(), 0, 'no dead letters');
 });

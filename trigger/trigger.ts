@@ -1,8 +1,9 @@
+import type { EachBatchPayload } from 'kafkajs';
 import { deliverCloudEvent, DeliveryFailed } from '../shared/cloudevent-delivery.js';
 import type { Consumer, KafkaMessage, Producer } from '../shared/kafka.js';
 import { createKafka, ensureTopics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
-import { triggerDeliveries, triggerLag, triggerPausedPartitions, triggerRetryAge } from '../shared/metrics.js';
+import { triggerDeliveries, triggerLag, triggerPausedPartitions, triggerRedeliveries, triggerRetryAge } from '../shared/metrics.js';
 
 export interface TriggerOptions {
   brokers: string[];
@@ -14,6 +15,8 @@ export interface TriggerOptions {
   /** First retry delay; each next one doubles (jittered), up to retryMaxMs. */
   retryDelayMs?: number;
   retryMaxMs?: number;
+  /** Deliveries in flight at once per partition (never two of one key); 1, the default, delivers in offset order. */
+  concurrency?: number;
   /** How long one delivery may take before it counts as a retryable failure. */
   deliveryTimeoutMs?: number;
   /** How long the group waits for a silent member (kill -9) before giving its partitions to others. */
@@ -65,9 +68,46 @@ function unparseable(value: Buffer | null): string | undefined {
   }
 }
 
+/**
+ * Which messages of a batch are done (delivered or dead-lettered). Done ones
+ * need not be contiguous; only the contiguous prefix may be committed, since
+ * a restart resumes from the commit and must not skip an undone message.
+ */
+class Progress {
+  private readonly done: boolean[];
+  /** Index of the first message not done: everything before it is. */
+  private prefix = 0;
+  constructor(private readonly messages: KafkaMessage[]) {
+    this.done = messages.map(() => false);
+  }
+
+  /** Marks message `index` done; true when the contiguous prefix grew. */
+  complete(index: number): boolean {
+    this.done[index] = true;
+    const before = this.prefix;
+    while (this.prefix < this.messages.length && this.done[this.prefix]) this.prefix++;
+    return this.prefix > before;
+  }
+
+  /** The last message of the contiguous prefix, if any. */
+  get lastOfPrefix(): KafkaMessage | undefined {
+    return this.messages[this.prefix - 1];
+  }
+
+  /** The first message not done, if any. */
+  get firstUndone(): KafkaMessage | undefined {
+    return this.messages[this.prefix];
+  }
+
+  /** Messages done past the first undone one: they are delivered again after the rewind. */
+  get donePastPrefix(): number {
+    return this.done.slice(this.prefix).filter(Boolean).length;
+  }
+}
+
 /** Runs `work`, sending the group heartbeats meanwhile so a slow target cannot cost the partitions. */
-async function withHeartbeats<T>(heartbeat: () => Promise<void>, everyMs: number, work: () => Promise<T>): Promise<T> {
-  const timer = setInterval(() => heartbeat().catch((error: unknown) => log.debug({ err: error }, 'heartbeat during a delivery failed')), everyMs);
+async function withHeartbeats<T>(heartbeat: () => Promise<void>, everyMs: number, onFailure: (error: unknown) => void, work: () => Promise<T>): Promise<T> {
+  const timer = setInterval(() => heartbeat().catch(onFailure), everyMs);
   try {
     return await work();
   } finally {
@@ -78,16 +118,21 @@ async function withHeartbeats<T>(heartbeat: () => Promise<void>, everyMs: number
 /**
  * The Kafka trigger: a consumer group on `topic` that delivers each message
  * to `target` as a binary CloudEvent, the way Knative's KafkaSource does.
- * Partitions are consumed in parallel, each in order, and an offset is
- * committed only after the function answered 2xx or the message was
+ * Partitions are consumed in parallel; within one, up to `concurrency`
+ * deliveries are in flight, never two of the same key (messages are keyed
+ * by booking, and each key's messages go in offset order). An offset is
+ * committed only when every message below it was answered 2xx or
  * dead-lettered (the dead-letter write acknowledged by all in-sync replicas).
  *
  * A retryable failure (network, timeout, 5xx, 404, 408, 409, 425, 429, or the
  * dead-letter topic unwritable) is retried for as long as it takes: the
  * partition is paused and rewound to the failing message, and resumed after
  * a jittered exponential backoff, so the other partitions go on and nothing
- * is committed past it. Only a permanent refusal (any other 4xx) or a message
- * that is not JSON goes to the dead-letter topic.
+ * is committed past it. Messages past it that were delivered in the same
+ * window are delivered again after the rewind (consume-order is idempotent),
+ * and counted. While a partition retries, it sends one delivery at a time.
+ * Only a permanent refusal (any other 4xx) or a message that is not JSON
+ * goes to the dead-letter topic.
  */
 export async function startTrigger(options: TriggerOptions): Promise<Trigger> {
   const retryBaseMs = options.retryDelayMs ?? 500;
@@ -95,6 +140,7 @@ export async function startTrigger(options: TriggerOptions): Promise<Trigger> {
   const deliveryTimeoutMs = options.deliveryTimeoutMs ?? 10_000;
   const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
   const heartbeatInterval = Math.floor(sessionTimeout / 3);
+  const concurrency = Math.max(1, options.concurrency ?? 1);
 
   const kafka = createKafka('boxoffice-trigger', options.brokers);
   const consumer: Consumer = kafka.consumer({
@@ -232,23 +278,107 @@ export async function startTrigger(options: TriggerOptions): Promise<Trigger> {
     log.warn({ topic, partition, offset: message.offset, attempt: state.attempts, retryInMs: Math.round(delay), reason: failure.reason }, 'delivery failed; the partition waits and retries');
   };
 
-  const handle = async (topic: string, partition: number, message: KafkaMessage, heartbeat: () => Promise<void>) => {
-    const key = `${topic}:${partition}`;
-    const failure = await withHeartbeats(heartbeat, heartbeatInterval, () => deliverOrDeadLetter(topic, partition, message));
-    if (failure) return retryLater(key, topic, partition, message, failure);
-    if (retrying.has(key)) forget(key);
+  /** Commits `offset` (the next to consume) unless the partition moved to another member. */
+  const commit = async (key: string, topic: string, partition: number, offset: string) => {
     // kafkajs can commit for partitions this member lost (#1097): their new owner redelivers from the last commit.
-    if (!assigned.has(key)) return void log.warn({ topic, partition, offset: message.offset }, 'partition moved to another member; not committing');
-    await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+    if (!assigned.has(key)) return void log.warn({ topic, partition, offset }, 'partition moved to another member; not committing');
+    await consumer.commitOffsets([{ topic, partition, offset }]);
+  };
+
+  /**
+   * Delivers one batch of a partition through a window of `concurrency`
+   * deliveries. The first retryable failure stops new deliveries; those in
+   * flight finish, the contiguous prefix is committed, and the partition
+   * rewinds to the first undone message. Commits while the window moves are
+   * coalesced: one in flight at a time, each for the prefix as it is then.
+   */
+  const deliverBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+    const { topic, partition, messages } = batch;
+    const key = `${topic}:${partition}`;
+    const progress = new Progress(messages);
+    const inFlight = new Set<Promise<void>>();
+    /** The last delivery started per message key: the next of that key waits for it, and is skipped if it failed. */
+    const lastOfKey = new Map<string, Promise<boolean>>();
+    /** Retryable failures by offset: any stops new deliveries. */
+    const failures = new Map<string, RetryLater>();
+    let halted = false;
+    let commitError: unknown;
+    let committed: string | undefined;
+    let committing: Promise<void> | undefined;
+
+    const flush = (): Promise<void> =>
+      (committing ??= (async () => {
+        try {
+          for (let last = progress.lastOfPrefix; last && last.offset !== committed; last = progress.lastOfPrefix) {
+            committed = last.offset;
+            await commit(key, topic, partition, (BigInt(last.offset) + 1n).toString());
+          }
+        } catch (error) {
+          commitError ??= error;
+          halted = true;
+        } finally {
+          committing = undefined;
+        }
+      })());
+
+    const deliverAt = async (index: number, after: Promise<boolean> | undefined): Promise<boolean> => {
+      if (after && !(await after)) return false;
+      const message = messages[index]!;
+      const failed = await deliverOrDeadLetter(topic, partition, message);
+      if (failed) {
+        failures.set(message.offset, failed);
+        return false;
+      }
+      if (progress.complete(index)) {
+        resolveOffset(progress.lastOfPrefix!.offset);
+        // The message it was retrying is through: the partition flows again.
+        if (retrying.has(key)) forget(key);
+        void flush();
+      }
+      return true;
+    };
+
+    const stopHere = (error: unknown) => {
+      log.debug({ err: error, topic, partition }, 'heartbeat during a delivery failed; the batch stops starting deliveries');
+      halted = true;
+    };
+    await withHeartbeats(heartbeat, heartbeatInterval, stopHere, async () => {
+      for (const [index, message] of messages.entries()) {
+        // One at a time while the partition retries: a failing target gets one request per backoff.
+        while (inFlight.size >= (retrying.has(key) ? 1 : concurrency)) await Promise.race(inFlight);
+        if (failures.size || halted || !isRunning() || isStale()) break;
+        // A message without a key orders with nothing.
+        const messageKey = message.key ? message.key.toString('latin1') : undefined;
+        const after = messageKey === undefined ? undefined : lastOfKey.get(messageKey);
+        const delivered = deliverAt(index, after);
+        if (messageKey !== undefined) {
+          lastOfKey.set(messageKey, delivered);
+          void delivered.then(() => lastOfKey.get(messageKey) === delivered && lastOfKey.delete(messageKey));
+        }
+        const slot: Promise<void> = delivered.then(() => void inFlight.delete(slot));
+        inFlight.add(slot);
+      }
+      await Promise.all(inFlight);
+    });
+    await flush();
+    if (commitError) throw commitError;
+    const firstUndone = progress.firstUndone;
+    if (!failures.size || !firstUndone) return;
+    const redelivered = progress.donePastPrefix;
+    if (redelivered) triggerRedeliveries.inc(redelivered);
+    // The first undone message is one that failed: any later one of its key waited for it.
+    retryLater(key, topic, partition, firstUndone, failures.get(firstUndone.offset) ?? [...failures.values()][0]!);
   };
 
   await consumer.run({
     autoCommit: false,
+    // Offsets are resolved as the contiguous prefix grows: an unfinished batch is fetched again from there.
+    eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: 3,
-    eachMessage: async ({ topic, partition, message, heartbeat }) => {
-      const key = `${topic}:${partition}`;
+    eachBatch: async (payload) => {
+      const key = `${payload.batch.topic}:${payload.batch.partition}`;
       const before = busy.get(key) ?? Promise.resolve();
-      const turn = before.then(() => handle(topic, partition, message, heartbeat));
+      const turn = before.then(() => deliverBatch(payload));
       const settled = turn.catch(() => undefined);
       busy.set(key, settled);
       try {
