@@ -9,7 +9,8 @@ import { databaseIsUp, pool } from './db.js';
 import { Problem, problems, sendProblem } from './errors.js';
 import { callHandler, isJson, routeLabel, type CallHandler, type FunctionDefinition } from './http-function.js';
 import { flushLog, log } from './log.js';
-import { httpDuration, httpRequests, inflightShed, labelRegistry, registry } from './metrics.js';
+import { httpDuration, httpRequests, inflightShed, labelRegistry } from './metrics.js';
+import { answerProbe } from './probes.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -66,9 +67,7 @@ export function createFunctionHost(definition: FunctionDefinition, options: Part
 
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (path === '/_/health') return sendJson(res, 200, { status: 'ok' });
-    if (path === '/_/ready') return void ready(res);
-    if (path === '/metrics') return void metrics(res);
+    if (answerProbe(path, res, notReady)) return;
 
     const started = process.hrtime.bigint();
     const requestId = acceptRequestId(req.headers['x-request-id']);
@@ -98,10 +97,9 @@ export function createFunctionHost(definition: FunctionDefinition, options: Part
       });
   });
 
-  async function ready(res: ServerResponse): Promise<void> {
-    if (draining) return void sendProblem(res, problems.notReady('shutting down'));
-    if (!(await databaseIsUp())) return void sendProblem(res, problems.notReady('database unreachable'));
-    sendJson(res, 200, { status: 'ready' });
+  async function notReady(): Promise<string | undefined> {
+    if (draining) return 'shutting down';
+    return (await databaseIsUp()) ? undefined : 'database unreachable';
   }
 
   async function drain(): Promise<void> {
@@ -241,15 +239,4 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   } catch (error) {
     throw problems.malformedJson((error as Error).message);
   }
-}
-
-async function metrics(res: ServerResponse): Promise<void> {
-  res.setHeader('Content-Type', registry.contentType);
-  res.end(await registry.metrics());
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.statusCode = status;
-  res.setHeader('Content-Type', 'application/json');
-  res.end(JSON.stringify(body));
 }

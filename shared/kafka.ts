@@ -4,7 +4,7 @@ import { log } from './log.js';
 
 // kafkajs is unmaintained since 2023; this module is the only one that
 // imports it, so replacing it touches one file.
-export type { Consumer, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
+export type { Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
 
 /**
  * The topic accepted bookings are published to, and where poison messages

@@ -1,6 +1,5 @@
-import type { EachBatchPayload } from 'kafkajs';
 import { deliverCloudEvent, DeliveryFailed } from '../shared/cloudevent-delivery.js';
-import type { Consumer, KafkaMessage, Producer } from '../shared/kafka.js';
+import type { Consumer, EachBatchPayload, KafkaMessage, Producer } from '../shared/kafka.js';
 import { createKafka, ensureTopics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { triggerDeliveries, triggerLag, triggerPausedPartitions, triggerRedeliveries, triggerRetryAge } from '../shared/metrics.js';

@@ -1,26 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { procStat } from '../proc.js';
 
 /** A process of the system under test, named after what it runs. */
 export interface NamedProcess {
   pid: number;
   name: string;
-}
-
-interface ProcStat {
-  pid: number;
-  ppid: number;
-  pgrp: number;
-}
-
-function stat(pid: number): ProcStat | undefined {
-  try {
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { pid, ppid: Number(fields[1]), pgrp: Number(fields[2]) };
-  } catch {
-    return undefined;
-  }
 }
 
 export function commandLine(pid: number): string[] {
@@ -47,11 +31,8 @@ export function processName(args: string[]): string | undefined {
 
 /** Whether `pid` is alive (a zombie is not). */
 export function alive(pid: number): boolean {
-  try {
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
+  const state = procStat(pid)?.state;
+  return state !== undefined && state !== 'Z';
 }
 
 /**
@@ -62,15 +43,16 @@ export function processesOf(root: number): NamedProcess[] {
   const found: NamedProcess[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    const info = stat(Number(entry));
-    if (!info || info.pid === root || (info.ppid !== root && info.pgrp !== root)) continue;
-    const name = processName(commandLine(info.pid));
-    if (name && alive(info.pid)) found.push({ pid: info.pid, name });
+    const pid = Number(entry);
+    const info = procStat(pid);
+    if (!info || pid === root || (info.ppid !== root && info.pgrp !== root)) continue;
+    const name = processName(commandLine(pid));
+    if (name && alive(pid)) found.push({ pid, name });
   }
   return found;
 }
 
 /** Whether any process is still in process group `pgid`. */
 export function groupAlive(pgid: number): boolean {
-  return readdirSync('/proc').some((entry) => /^\d+$/.test(entry) && stat(Number(entry))?.pgrp === pgid && alive(Number(entry)));
+  return readdirSync('/proc').some((entry) => /^\d+$/.test(entry) && procStat(Number(entry))?.pgrp === pgid && alive(Number(entry)));
 }

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
+import { procStat } from '../proc.js';
 
 /** Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`, 100 on Linux). */
 const clockTick = (() => {
@@ -13,14 +14,8 @@ const clockTick = (() => {
 
 /** CPU seconds (user + system) `pid` has used so far; undefined once it is gone or unreadable. */
 export function cpuSeconds(pid: number): number | undefined {
-  try {
-    // "pid (comm) state ..." where comm may hold spaces: utime and stime are fields 14 and 15.
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / clockTick;
-  } catch {
-    return undefined;
-  }
+  const ticks = procStat(pid)?.cpuTicks;
+  return ticks === undefined ? undefined : ticks / clockTick;
 }
 
 /** The 1-, 5- and 15-minute load averages. */
