@@ -1,6 +1,5 @@
-import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import type { FunctionDefinition } from '../shared/http-function.js';
 
 /** The functions of this repository: one folder each under functions/. */
@@ -29,10 +28,27 @@ export async function untilReady(base: string): Promise<void> {
 
 /** A loopback port nothing listens on right now. */
 export async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  probe.close();
-  await once(probe, 'close');
-  return port;
+  return freePortBlock(1);
+}
+
+/** A free run of `size` consecutive loopback ports: npm start numbers its functions from the first. */
+export async function freePortBlock(size: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    // Below the kernel's ephemeral ports (32768 and up): an outgoing
+    // connection may take one of those at any moment after it was probed free.
+    const first = 20_000 + Math.floor(Math.random() * 8_000);
+    const servers = [];
+    let free = true;
+    for (let port = first; port < first + size && free; port++) {
+      const server = createServer();
+      free = await new Promise<boolean>((resolve) => {
+        server.once('error', () => resolve(false));
+        server.listen(port, '127.0.0.1', () => resolve(true));
+      });
+      if (free) servers.push(server);
+    }
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    if (free) return first;
+  }
+  throw new Error(`no ${size} consecutive free ports`);
 }

@@ -3,7 +3,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { after, before, test, type TestContext } from 'node:test';
-import { freePort, functionNames, untilReady } from './functions.js';
+import { freePort, freePortBlock, functionNames, untilReady } from './functions.js';
 import { dropDatabase, ensureDatabase } from './local-postgres.js';
 
 // `npm start` end to end, on a database of its own on the test server and
@@ -38,7 +38,7 @@ interface System {
 
 async function npmStart(t: TestContext, options: { functionsPort?: number } = {}): Promise<System> {
   const [gatewayPort, issuerPort] = [await freePort(), await freePort()];
-  const functionsPort = options.functionsPort ?? (await freePort());
+  const functionsPort = options.functionsPort ?? (await freePortBlock(functionNames().length + 3));
   // No OIDC_ISSUER: npm start runs its dev issuer, as on a fresh clone.
   const env = {
     ...process.env,
@@ -162,8 +162,7 @@ test('a function killed with SIGKILL is restarted under a new pid, answers throu
 });
 
 test('npm start gives up on a function that can never start (its port taken), names it, and exits 1 leaving no process', limit, async (t) => {
-  // Nine ports in a row are free often enough; a collision only makes another function fail to start.
-  const functionsPort = await freePort();
+  const functionsPort = await freePortBlock(functionNames().length + 3);
   const blocked = functionsPort + functionNames().indexOf('get-venue');
   const squatter = createServer().listen(blocked, '127.0.0.1');
   await once(squatter, 'listening');

@@ -8,6 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { createKafka, type Kafka } from '../shared/kafka.js';
 import { registry, triggerLag } from '../shared/metrics.js';
 import { eventually, kafkaOrSkip, metricValue } from '../shared/test-support/index.js';
+import { freePort } from '../scripts/functions.js';
 import { startTrigger } from './trigger.js';
 
 interface Received {
@@ -211,14 +212,6 @@ function runMain(t: TestContext, env: Record<string, string>) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   return { child, output, exited };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function readiness(port: number): Promise<{ status: number; detail?: string } | undefined> {

@@ -2,10 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../functions.js';
+import { freePort, freePortBlock } from '../functions.js';
 import { dropDatabase, ensureDatabase } from '../local-postgres.js';
 import { book, type BurstResult } from './clients.js';
 import { kafkaUnderTest, ownIssuer, ownPostgres, runDirectory, type KafkaUnderTest, type OwnedIssuer, type OwnedPostgres } from './dependencies.js';
@@ -148,28 +147,6 @@ export function failures(row: Row): string[] {
   if (!row.recovered) found.push('not recovered');
   if (row.notes.some((note) => note.startsWith('fault not injected') || note.startsWith('harness error'))) found.push('fault not injected or run not finished');
   return found;
-}
-
-/** A free run of `size` consecutive loopback ports: npm start numbers its functions from the first. */
-async function freePortBlock(size: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    // Below the kernel's ephemeral ports (32768 and up), which outgoing
-    // connections take, and the fixed ports of the other npm start tests (28079 up).
-    const first = 20_000 + Math.floor(Math.random() * 8_000);
-    const servers = [];
-    let free = true;
-    for (let port = first; port < first + size && free; port++) {
-      const server = createServer();
-      free = await new Promise<boolean>((resolve) => {
-        server.once('error', () => resolve(false));
-        server.listen(port, '127.0.0.1', () => resolve(true));
-      });
-      if (free) servers.push(server);
-    }
-    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-    if (free) return first;
-  }
-  throw new Error(`no ${size} consecutive free ports`);
 }
 
 function emptyRow(fault: Fault): Row {
