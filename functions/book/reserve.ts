@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { transaction, type Queryable } from '../../shared/db.js';
 import { topics } from '../../shared/kafka.js';
 import { bookingBatchSize } from '../../shared/metrics.js';
-import { GroupCommit } from './batch.js';
+import { GroupCommit } from '../../shared/group-commit.js';
 
 /** Most requests one reservation transaction takes: bounds its statements and its lock time. */
 const MAX_BATCH = 200;

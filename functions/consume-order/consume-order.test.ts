@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import { deliverCloudEvent } from '../../shared/cloudevent-delivery.js';
 import { pool } from '../../shared/db.js';
 import { createCustomer, createEvent, metricValue, serve, type RunningFunction } from '../../shared/test-support/index.js';
+import { confirmations } from './confirm.js';
 import consumeOrder from './index.js';
 
 let fn: RunningFunction;
@@ -312,3 +313,66 @@ test('a database connection lost mid-message is a 5xx, so the deliverer retries;
   assert.equal((await binary(booking)).status, 200);
   assert.equal((await state(booking)).status, 'CONFIRMED');
 });
+
+test('messages delivered at once are confirmed in one transaction, each answered exactly as if it had come alone', async () => {
+  const [held, twice, confirmed, disagreeing, escaped, mispriced] = await Promise.all([1, 2, 1, 2, 2, 2].map((n) => pendingBooking(n)));
+  assert.equal((await binary(confirmed!)).status, 200);
+  const holder = await pool.connect();
+  let answers: Response[];
+  try {
+    // The first message waits for the held row inside its batch, so the rest gather behind it.
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM bookings WHERE booking_id = $1 FOR UPDATE', [held!.bookingId]);
+    const first = binary(held!);
+    await until(() => confirmations.waiting === 0 && lockWaiters().then((n) => n === 1));
+    const rest = [
+      binary(messageText(twice!)),
+      binary(messageText(twice!)),
+      binary(confirmed!),
+      binary({ ...twice!, bookingId: randomUUID() }),
+      binary({ ...disagreeing!, ticketCount: 3 }),
+      binary(messageText(escaped!).replace('"bookingId"', '"\\u0062ookingId"')),
+      binary(messageText(mispriced!, {}, '25.01')),
+    ];
+    await until(() => confirmations.waiting === rest.length);
+    await holder.query('COMMIT');
+    answers = await Promise.all([first, ...rest]);
+  } finally {
+    holder.release();
+  }
+  const bodies = await Promise.all(answers.map((a) => a.json() as Promise<{ outcome?: string; status?: unknown; type?: string }>));
+  assert.deepEqual(
+    bodies.map((body, i) => [answers[i]!.status, body.outcome ?? body.type]),
+    [
+      [200, 'created'],
+      [200, 'created'],
+      [200, 'duplicate'],
+      [200, 'duplicate'],
+      [422, 'urn:boxoffice:problem:unknown-booking'],
+      [422, 'urn:boxoffice:problem:booking-mismatch'],
+      [200, 'created'],
+      [422, 'urn:boxoffice:problem:booking-mismatch'],
+    ],
+  );
+  assert.deepEqual(await state(twice!), { status: 'CONFIRMED', orders: 1, total: '25.00', left_capacity: 8 });
+  assert.deepEqual(await state(escaped!), { status: 'CONFIRMED', orders: 1, total: '25.00', left_capacity: 8 });
+  assert.deepEqual(await state(disagreeing!), { status: 'PENDING', orders: 0, total: null, left_capacity: 8 });
+  assert.deepEqual(await state(mispriced!), { status: 'PENDING', orders: 0, total: null, left_capacity: 8 });
+  assert.equal((await state(confirmed!)).orders, 1);
+});
+
+/** Sessions of this database waiting for a row lock on bookings. */
+async function lockWaiters(): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF bookings%'",
+  );
+  return rows[0]!.n;
+}
+
+async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+  for (let look = 0; look < 1000; look += 1) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.fail('condition never held');
+}
