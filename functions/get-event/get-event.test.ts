@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CATALOGUE_MAX_AGE_MS } from '../../shared/catalogue.js';
+import { pool } from '../../shared/db.js';
 import { createEvent, createVenue, serve, type RunningFunction } from '../../shared/test-support/index.js';
 import getEvent from './index.js';
 
@@ -24,6 +27,17 @@ test('an event reads in the original shape, with capacity left and an exact pric
     ticketPrice: 19.99,
     venue: { id: venue.venueId, name: venue.name, address: '1 Test Street', totalCapacity: 300 },
   });
+});
+
+test('a sale shows in the capacity left once the catalogue max age has passed', async () => {
+  const { eventId } = await createEvent({ capacity: 50 });
+  const capacity = async () => ((await (await fetch(`${fn.url}/api/v1/inventory/event/${eventId}`)).json()) as { capacity: number }).capacity;
+  assert.equal(await capacity(), 50);
+
+  await pool.query('UPDATE events SET left_capacity = left_capacity - 3 WHERE event_id = $1', [eventId]);
+  await sleep(CATALOGUE_MAX_AGE_MS + 50);
+
+  assert.equal(await capacity(), 47);
 });
 
 test('an unknown event is a 404 problem', async () => {

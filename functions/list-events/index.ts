@@ -1,6 +1,9 @@
-import { listEvents } from '../../shared/catalogue.js';
+import { catalogueReads } from '../../shared/catalogue.js';
 import { pool } from '../../shared/db.js';
 import { httpFunction } from '../../shared/http-function.js';
+
+// Shared answers, at most CATALOGUE_MAX_AGE_MS old: a page read often costs one query per max age, not one per request.
+const catalogue = catalogueReads(pool);
 
 interface Page {
   limit: number;
@@ -22,6 +25,6 @@ export default httpFunction<Record<string, never>, Page>({
     },
   },
   async handle({ query }) {
-    return { body: await listEvents(pool, query) };
+    return { body: await catalogue.listEvents(query) };
   },
 });

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CATALOGUE_MAX_AGE_MS } from '../../shared/catalogue.js';
+import { pool } from '../../shared/db.js';
 import { createEvent, serve, type RunningFunction } from '../../shared/test-support/index.js';
 import listEvents from './index.js';
 
@@ -43,6 +46,19 @@ test('pages with limit and offset', async () => {
   assert.equal(res.status, 200);
   const page = (await res.json()) as EventJson[];
   assert.deepEqual(page.map((e) => e.eventId), [all[1]?.eventId]);
+});
+
+test('a new event, then a sale, show in the list once the catalogue max age has passed', async () => {
+  const { eventId } = await createEvent({ capacity: 30 });
+  const capacity = async () => (await allEvents()).find((e) => e.eventId === eventId)?.capacity;
+  await capacity();
+  await sleep(CATALOGUE_MAX_AGE_MS + 50);
+  assert.equal(await capacity(), 30);
+
+  await pool.query('UPDATE events SET left_capacity = left_capacity - 4 WHERE event_id = $1', [eventId]);
+  await sleep(CATALOGUE_MAX_AGE_MS + 50);
+
+  assert.equal(await capacity(), 26);
 });
 
 for (const query of ['limit=0', 'limit=501', 'offset=-1', 'limit=ten', 'colour=red']) {
