@@ -53,6 +53,8 @@ export interface TokenClaims {
   audience?: string;
   /** Seconds from now; negative for a token that has already expired. */
   expiresIn?: number;
+  /** More claims, for tests of what verification must ignore. */
+  extra?: Record<string, unknown>;
 }
 
 /** A token shaped like Keycloak's: realm roles in realm_access, the customer in customer_id. */
@@ -63,6 +65,7 @@ export async function signToken(key: SigningKey, claims: TokenClaims): Promise<s
     ...(claims.customerId === undefined ? {} : { customer_id: claims.customerId }),
     preferred_username: claims.subject,
     azp: 'boxoffice-cli',
+    ...claims.extra,
   })
     .setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' })
     .setIssuer(claims.issuer)

@@ -90,6 +90,23 @@ test('a token linked to no customer and without the admin role gets 403', async 
   assert.equal(res.status, 403);
 });
 
+test("a plain top-level roles claim grants nothing: only Keycloak's realm_access.roles count", async () => {
+  const userId = await createCustomer();
+  const { eventId } = await createEvent();
+  const res = await bookWith(`Bearer ${await issuer.sign({ extra: { realm_access: undefined, roles: ['admin'] } })}`, { userId, eventId, ticketCount: 1 });
+  assert.equal(res.status, 403);
+  assert.equal(await bookingsFor(eventId), 0);
+});
+
+test('the bearer scheme is matched case-insensitively (RFC 7235)', async () => {
+  const userId = await createCustomer();
+  const { eventId } = await createEvent();
+  const token = await issuer.sign({ customerId: userId, roles: ['customer'] });
+  for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+    assert.equal((await bookWith(`${scheme} ${token}`, { userId, eventId, ticketCount: 1 })).status, 201, scheme);
+  }
+});
+
 test('an admin books for anyone', async () => {
   const userId = await createCustomer();
   const { eventId } = await createEvent();

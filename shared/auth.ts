@@ -155,7 +155,8 @@ function reasonOf(error: unknown): string {
  * with Retry-After, so the client keeps its token and tries again.
  */
 export async function authenticate(headers: IncomingHttpHeaders): Promise<Principal> {
-  const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(headers.authorization ?? '');
+  // RFC 7235: the scheme name is case-insensitive.
+  const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(headers.authorization ?? '');
   if (!match) throw problems.unauthenticated(headers.authorization ? 'the Authorization header is not a bearer token' : undefined);
   const { issuer, audience, keys, issuerUnreachable } = await currentVerifier();
   let payload: JWTPayload;
@@ -193,11 +194,14 @@ function customerIdOf(payload: JWTPayload): number | undefined {
   return typeof id === 'number' && Number.isSafeInteger(id) && id > 0 ? id : undefined;
 }
 
-/** Realm roles, where Keycloak puts them (realm_access.roles) or a plain `roles` claim. */
+/**
+ * Realm roles, only where Keycloak puts them (realm_access.roles): a plain
+ * `roles` claim may be set by anything that maps user attributes into the
+ * token, so it grants nothing.
+ */
 function rolesOf(payload: JWTPayload): string[] {
-  const realm = (payload.realm_access as { roles?: unknown } | undefined)?.roles;
-  const roles = Array.isArray(realm) ? realm : Array.isArray(payload.roles) ? payload.roles : [];
-  return roles.filter((role): role is string => typeof role === 'string');
+  const roles = (payload.realm_access as { roles?: unknown } | undefined)?.roles;
+  return Array.isArray(roles) ? roles.filter((role): role is string => typeof role === 'string') : [];
 }
 
 /**
