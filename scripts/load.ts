@@ -1,16 +1,14 @@
-import pg from 'pg';
 import { integerSetting } from '../shared/config.js';
 import { kafkaBrokers } from '../shared/kafka.js';
-import { migrateDatabase } from '../shared/migrate.js';
-import { demoUsers, signingKey, signToken, startDevIssuer } from './dev-issuer.js';
 import { functionNames } from './functions.js';
 import { createEvent, settleBookings, startPipeline } from './load/booking.js';
+import { coldStart, coldStartUsage } from './load/cold-start.js';
 import { round } from './load/cpu.js';
 import { startProcess, type Started } from './load/processes.js';
 import { cpuTotals, keep, perCpuSecond, spread, type BookingSummary, type Result } from './load/report.js';
 import { interleave, median, type Round, type Target } from './load/rounds.js';
 import { bookingRequest, requestFor } from './load/scenarios.js';
-import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
+import { openLoad } from './load/setup.js';
 
 // `npm run load -- <function> [seconds]` and `npm run load -- book [hot|flash] [seconds]`:
 // a load test of one function, run as its container runs it (its own process,
@@ -25,8 +23,13 @@ import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js
 // every booking to become an order and checks that none was oversold. Each
 // result is appended to load/results/<function>.jsonl (LOAD_RESULTS_DIR
 // elsewhere) and compared with the previous one.
+// `npm run load -- cold-start [name...]` measures instead how long each
+// function, compiled, takes from spawn to its first 2xx, and its idle RSS
+// (load/cold-start.ts).
 
-const usage = `usage: npm run load -- <function> [seconds 1-120] | book [hot|flash] [seconds]; functions: ${functionNames().join(', ')}
+if (process.argv[2] === 'cold-start') process.exit(await coldStart(process.argv.slice(3)));
+
+const usage = `usage: npm run load -- <function> [seconds 1-120] | book [hot|flash] [seconds] | ${coldStartUsage}; functions: ${functionNames().join(', ')}
 settings: LOAD_ROUNDS (3), LOAD_CONNECTIONS (100 for book, else 50), LOAD_CAPACITY (flash event, 1000), LOAD_DRAIN_TIMEOUT_MS (120000)`;
 const name = process.argv[2] ?? '';
 const named = name === 'book' && /^[a-z]+$/.test(process.argv[3] ?? '');
@@ -43,25 +46,14 @@ const settings = {
   drainTimeoutMs: integerSetting('LOAD_DRAIN_TIMEOUT_MS', 120_000, 1),
 };
 
-const server = process.env.DATABASE_URL
-  ? { adminUrl: process.env.DATABASE_URL, stop: async () => undefined }
-  : await localPostgres({ dataDir: '.data/test-postgres', port: 54330, preferMachine: true });
-const database = `boxoffice_load_${process.pid}`;
-const databaseUrl = await ensureDatabase(server.adminUrl, database);
-const key = await signingKey();
-const issuer = await startDevIssuer(key);
+const { database, databaseUrl, issuer, authorization, admin, db, close } = await openLoad();
 const started: Started[] = [];
-const admin = new pg.Client({ connectionString: server.adminUrl, application_name: 'boxoffice-load' });
-const db = new pg.Client({ connectionString: databaseUrl, application_name: 'boxoffice-load' });
 let failed = false;
 try {
-  await migrateDatabase(databaseUrl, { demoData: true });
-  await Promise.all([admin.connect(), db.connect()]);
-  const authorization = `Bearer ${await signToken(key, { subject: 'alice', ...demoUsers.alice!, issuer: issuer.issuer })}`;
   const kafka = name === 'book' && kafkaBrokers().length > 0;
   const env = {
     DATABASE_URL: databaseUrl,
-    OIDC_ISSUER: issuer.issuer,
+    OIDC_ISSUER: issuer,
     KAFKA_BROKERS: kafka ? kafkaBrokers().join(',') : '',
     CONSUME_ORDER_URL: '',
     BOOKING_TOPIC: `booking.load-${process.pid}-${Date.now()}`,
@@ -101,10 +93,7 @@ try {
   }
 } finally {
   await Promise.all(started.map((p) => p.stop()));
-  await Promise.all([admin.end(), db.end()]).catch(() => undefined);
-  await issuer.stop();
-  await dropDatabase(server.adminUrl, database);
-  await server.stop();
+  await close();
 }
 process.exit(failed ? 1 : 0);
 

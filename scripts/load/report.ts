@@ -1,4 +1,5 @@
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { round } from './cpu.js';
 import { median, type Round } from './rounds.js';
 
@@ -79,20 +80,26 @@ export function cpuTotals(rounds: Round[]): Record<string, number> {
 /** Appends `result` to its file and prints it beside the previous line of that file. */
 export async function keep(result: Result, dir: string): Promise<void> {
   const file = `${dir}/${result.function}.jsonl`;
-  const previous = await readFile(file, 'utf8').then(
-    (text) =>
-      text
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line) as Result)
-        .findLast((line) => scenarioOf(line) === scenarioOf(result)),
-    () => undefined,
-  );
-  await mkdir(dir, { recursive: true });
-  await appendFile(file, `${JSON.stringify(result)}\n`);
+  const previous = (await keptLines<Result>(file)).findLast((line) => scenarioOf(line) === scenarioOf(result));
+  await keepLine(file, result);
   print(result);
   if (previous) console.log(`  ${comparison(previous, result)}`);
   console.log(`  kept in ${file}`);
+}
+
+/** The lines kept in `file` so far, oldest first; none when it does not exist yet. */
+export async function keptLines<T>(file: string): Promise<T[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line) as T);
+}
+
+/** Appends `line` to `file` as one line of JSON. */
+export async function keepLine(file: string, line: object): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await appendFile(file, `${JSON.stringify(line)}\n`);
 }
 
 function print(result: Result): void {
