@@ -54,7 +54,7 @@ export function cloudEventFunction<Data>(spec: CloudEventFunctionSpec<Data>): Fu
     try {
       if (req.method !== 'POST') throw problems.methodNotAllowed(req.method, ['POST']);
       const event = receive(req);
-      const result = await spec.handle({ ...event, data: validate(event.data) });
+      const result = await spec.handle({ ...event, data: validate(event.data, event.dataText) });
       res.statusCode = 200;
       res.setHeader('Content-Type', 'application/json');
       res.end(toJson(result));

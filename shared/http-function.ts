@@ -130,7 +130,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
       const result = await spec.handle({
         params: validate.path(rawParams),
         query: validate.query({ ...req.query }),
-        body: readBody(validate.body, req.headers['content-type'], req.body),
+        body: readBody(validate.body, req),
         headers: req.headers,
         requestId,
         principal,
@@ -160,10 +160,12 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
   };
 }
 
-function readBody<Body>(validate: Validator<Body> | undefined, contentType: string | undefined, body: unknown): Body {
+function readBody<Body>(validate: Validator<Body> | undefined, req: IncomingCall): Body {
   if (!validate) return undefined as Body;
+  const contentType = req.headers['content-type'];
   if (!isJson(contentType)) throw problems.unsupportedMediaType(contentType ?? '');
-  return validate(body);
+  // The text too: whether a number was written as an integer is lost in parsing.
+  return validate(req.body, req.rawBody && { json: req.rawBody.toString('utf8'), path: [] });
 }
 
 export function isJson(contentType: string | undefined): boolean {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Decimal, toJson } from './json.js';
+import { Decimal, inexactNumbers, toJson } from './json.js';
 
 test('decimals are written as exact JSON numbers, digits untouched', () => {
   const json = toJson({ ticketPrice: new Decimal('19.99'), total: new Decimal('0.10'), big: new Decimal('12345678901234567.89') });
@@ -15,4 +15,20 @@ test('strings that look like the marker stay strings', () => {
 test('a value that is not a decimal is refused', () => {
   assert.throws(() => new Decimal('1e3'), TypeError);
   assert.throws(() => new Decimal('NaN'), TypeError);
+});
+
+test('numbers written with a fraction, an exponent or beyond 2^53 are found with their paths; plain ones and strings are not', () => {
+  const json = '{"a":1,"b":1.0,"c":[2,3e0,{"d\\"/~":-0.5}],"e":"7.5","f":12345678901234567890,"g":-9007199254740991,"h":[[1],[2.5]]}';
+  assert.deepEqual(inexactNumbers(json), [
+    { path: ['b'], text: '1.0' },
+    { path: ['c', '1'], text: '3e0' },
+    { path: ['c', '2', 'd"/~'], text: '-0.5' },
+    { path: ['f'], text: '12345678901234567890' },
+    { path: ['h', '1', '0'], text: '2.5' },
+  ]);
+});
+
+test('a text with only plain integers is not scanned at all', () => {
+  assert.deepEqual(inexactNumbers('{"eventId":2,"userId":1,"ticketCount":3,"key":"e"}'), []);
+  assert.deepEqual(inexactNumbers('[1, 2, -3]'), []);
 });
