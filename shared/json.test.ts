@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Decimal, inexactNumbers, toJson } from './json.js';
+import { Decimal, toJson, writtenText } from './json.js';
 
 test('decimals are written as exact JSON numbers, digits untouched', () => {
   const json = toJson({ ticketPrice: new Decimal('19.99'), total: new Decimal('0.10'), big: new Decimal('12345678901234567.89') });
@@ -19,7 +19,7 @@ test('a value that is not a decimal is refused', () => {
 
 test('numbers written with a fraction, an exponent or beyond 2^53 are found with their paths; plain ones and strings are not', () => {
   const json = '{"a":1,"b":1.0,"c":[2,3e0,{"d\\"/~":-0.5}],"e":"7.5","f":12345678901234567890,"g":-9007199254740991,"h":[[1],[2.5]]}';
-  assert.deepEqual(inexactNumbers(json), [
+  assert.deepEqual(writtenText(json).inexactNumbers, [
     { path: ['b'], text: '1.0' },
     { path: ['c', '1'], text: '3e0' },
     { path: ['c', '2', 'd"/~'], text: '-0.5' },
@@ -28,7 +28,12 @@ test('numbers written with a fraction, an exponent or beyond 2^53 are found with
   ]);
 });
 
-test('a text with only plain integers is not scanned at all', () => {
-  assert.deepEqual(inexactNumbers('{"eventId":2,"userId":1,"ticketCount":3,"key":"e"}'), []);
-  assert.deepEqual(inexactNumbers('[1, 2, -3]'), []);
+test('a text with only plain integers and distinct keys has nothing hidden', () => {
+  assert.deepEqual(writtenText('{"eventId":2,"userId":1,"ticketCount":3,"key":"e"}'), { inexactNumbers: [], duplicateKeys: [] });
+  assert.deepEqual(writtenText('[1, 2, -3, {"a":1}, {"a":2}]'), { inexactNumbers: [], duplicateKeys: [] });
+});
+
+test('keys an object gives twice are found with their paths, however they are escaped; the same key in sibling objects is not', () => {
+  const json = '{"a":1,"b":{"c":1,"\\u0063":2},"a":3,"d":[{"e":1},{"e":2,"e":3}],"f":{"a":1}}';
+  assert.deepEqual(writtenText(json).duplicateKeys, [['b', 'c'], ['a'], ['d', '1', 'e']]);
 });

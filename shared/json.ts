@@ -30,26 +30,29 @@ export interface InexactNumber {
   text: string;
 }
 
-// A fraction or an exponent always follows a digit, and an integer beyond
-// 2^53 has at least 16 digits: a text without either has no inexact number.
-const MAYBE_INEXACT = /\d[.eE]|\d{16}/;
+/** What a JSON text says that JSON.parse hides. */
+export interface WrittenText {
+  /** Numbers that are not plain safe integers as written (a fraction, an exponent, or beyond 2^53). */
+  inexactNumbers: InexactNumber[];
+  /** Paths of keys an object gives more than once (JSON.parse keeps the last silently). */
+  duplicateKeys: string[][];
+}
+
 const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const STRING = /"(?:[^"\\]|\\.)*"/y;
 
 /**
- * The numbers of a valid JSON text that are not plain safe integers as
- * written (a fraction, an exponent, or beyond 2^53), each with its path
- * (array indexes as strings). JSON.parse turns `0.9999999999999999999` and
- * `1.0` alike into the integer 1, and Node 20's reviver does not see a
- * number's text, so whether a number was written as an integer can only be
- * read from the text itself.
+ * Reads a valid JSON text for what parsing loses, each with its path (array
+ * indexes as strings): JSON.parse turns `0.9999999999999999999` and `1.0`
+ * alike into the integer 1, and `{"a":1,"a":2}` into `{"a":2}`; Node 20's
+ * reviver sees neither a number's text nor a repeated key, so only the text
+ * itself tells.
  */
-export function inexactNumbers(json: string): InexactNumber[] {
-  if (!MAYBE_INEXACT.test(json)) return [];
-  const found: InexactNumber[] = [];
-  // One frame per open object or array: the key or index being read.
+export function writtenText(json: string): WrittenText {
+  const found: WrittenText = { inexactNumbers: [], duplicateKeys: [] };
+  // One frame per open object or array: the key or index being read, and an object's keys so far.
   const path: string[] = [];
-  const inArray: boolean[] = [];
+  const keys: (Set<string> | undefined)[] = [];
   let expectingKey = false;
   let at = 0;
   while (at < json.length) {
@@ -57,25 +60,31 @@ export function inexactNumbers(json: string): InexactNumber[] {
     if (char === '"') {
       STRING.lastIndex = at;
       const token = STRING.exec(json)![0];
-      if (expectingKey) path[path.length - 1] = JSON.parse(token) as string;
+      if (expectingKey) {
+        const key = JSON.parse(token) as string;
+        path[path.length - 1] = key;
+        const seen = keys.at(-1)!;
+        if (seen.has(key)) found.duplicateKeys.push([...path]);
+        seen.add(key);
+      }
       expectingKey = false;
       at += token.length;
     } else if (char === '-' || (char >= '0' && char <= '9')) {
       NUMBER.lastIndex = at;
       const text = NUMBER.exec(json)![0];
-      if (!Number.isSafeInteger(Number(text)) || /[.eE]/.test(text)) found.push({ path: [...path], text });
+      if (!Number.isSafeInteger(Number(text)) || /[.eE]/.test(text)) found.inexactNumbers.push({ path: [...path], text });
       at += text.length;
     } else {
       if (char === '{' || char === '[') {
-        inArray.push(char === '[');
+        keys.push(char === '{' ? new Set() : undefined);
         path.push('0');
         expectingKey = char === '{';
       } else if (char === '}' || char === ']') {
-        inArray.pop();
+        keys.pop();
         path.pop();
       } else if (char === ',') {
-        if (inArray.at(-1)) path[path.length - 1] = String(Number(path.at(-1)) + 1);
-        else expectingKey = true;
+        if (keys.at(-1)) expectingKey = true;
+        else path[path.length - 1] = String(Number(path.at(-1)) + 1);
       }
       at += 1;
     }

@@ -142,3 +142,20 @@ test('a URL value declared as anything but a string or an integer is refused whe
   }
   assert.doesNotThrow(() => validator('query', { type: 'object', properties: { mode: { enum: ['a'] }, name: { type: 'string' }, page: { type: 'integer' } } }));
 });
+
+test('a booking body that gives a key twice is a 400 naming it, and books nothing (JSON.parse would keep the last silently)', async () => {
+  const userId = await createCustomer();
+  const { eventId } = await createEvent({ capacity: 10 });
+  for (const body of [
+    `{"userId":${userId},"eventId":${eventId},"ticketCount":1,"ticketCount":2}`,
+    `{"userId":${userId},"eventId":${eventId},"ticketCount":1,"ticket\\u0043ount":2}`,
+  ]) {
+    const res = await fetch(`${urls.book}/api/v1/booking`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(await issuer.asCustomer(userId)) },
+      body,
+    });
+    await assertRefused(res, 'body/ticketCount');
+  }
+  assert.deepEqual(await writtenFor(eventId), { bookings: 0, outbox: 0 });
+});

@@ -1,7 +1,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { problems, type InvalidParam } from './errors.js';
-import { inexactNumbers } from './json.js';
+import { writtenText } from './json.js';
 
 /** The parts of a request a function may declare a JSON Schema for (`data`: a CloudEvent's). */
 export type RequestPart = 'path' | 'query' | 'header' | 'body' | 'data';
@@ -89,16 +89,23 @@ function urlIntegerFault(text: string, field: SchemaNode): string | undefined {
   return Number.isSafeInteger(Number(text)) ? undefined : 'is out of range';
 }
 
-/** Faults of the numbers the JSON writes for integer fields as something other than a plain safe integer. */
+/**
+ * Faults of the JSON text under the value's path: a key given twice, and a
+ * number written for an integer field as anything but a plain safe integer.
+ */
 function writtenFaults(part: RequestPart, schema: SchemaNode, { json, path: at }: JsonSource): InvalidParam[] {
-  return inexactNumbers(json)
-    .filter(({ path }) => at.every((key, i) => path[i] === key))
-    .map(({ path, text }) => ({ path: path.slice(at.length), text }))
-    .filter(({ path }) => isInteger(schemaAt(schema, path)))
+  const written = writtenText(json);
+  const within = ({ path }: { path: string[] }) => at.every((key, i) => path[i] === key);
+  const name = (path: string[]) => [part, ...path.slice(at.length).map(pointerSegment)].join('/');
+  const duplicates = written.duplicateKeys.filter((path) => within({ path })).map((path) => ({ name: name(path), reason: 'is given more than once' }));
+  const numbers = written.inexactNumbers
+    .filter(within)
+    .filter(({ path }) => isInteger(schemaAt(schema, path.slice(at.length))))
     .map(({ path, text }) => ({
-      name: [part, ...path.map(pointerSegment)].join('/'),
+      name: name(path),
       reason: /[.eE]/.test(text) ? 'must be an integer, written without a fraction or exponent' : 'is out of range',
     }));
+  return [...duplicates, ...numbers];
 }
 
 /** The schema of the value at `path`, as far as `properties`, `items` and `additionalProperties` tell. */
