@@ -60,6 +60,22 @@ export const problems = {
   bodyTooLarge: (limit: number) => new Problem(413, 'body-too-large', 'Request body too large', `The body may be at most ${limit} bytes`),
   unsupportedMediaType: (type: string) =>
     new Problem(415, 'unsupported-media-type', 'Unsupported media type', `Send application/json, not ${type || 'no content type'}`),
+  // RFC 9110 §15.5.16: Accept-Encoding says which codings would have been taken.
+  unsupportedContentEncoding: (coding: string) =>
+    new Problem(415, 'unsupported-content-encoding', 'Unsupported content encoding', `Content-Encoding ${coding} is not accepted; send the body unencoded`, {
+      headers: { 'Accept-Encoding': 'identity' },
+    }),
+  unsupportedCharset: (charset: string) =>
+    new Problem(415, 'unsupported-charset', 'Unsupported charset', `Send JSON in UTF-8, not charset=${charset}`),
+  requestTimeout: (limitMs: number) =>
+    new Problem(408, 'request-timeout', 'Request took too long to arrive', `The request must arrive in full within ${limitMs} ms`, {
+      headers: { Connection: 'close' },
+    }),
+  malformedRequest: (detail: string) => new Problem(400, 'malformed-request', 'Request is not valid HTTP', detail, { headers: { Connection: 'close' } }),
+  headersTooLarge: () =>
+    new Problem(431, 'headers-too-large', 'Request headers too large', 'The request headers are larger than the server accepts', {
+      headers: { Connection: 'close' },
+    }),
   overloaded: (retryAfterSeconds: number) =>
     new Problem(503, 'overloaded', 'Service is busy', 'Too many requests in flight; retry shortly', {
       headers: { 'Retry-After': String(retryAfterSeconds) },
@@ -91,22 +107,26 @@ export function asProblem(error: unknown): Problem {
   return fault ? problems.databaseUnavailable(DATABASE_FAULT_DETAIL[fault]) : problems.internal();
 }
 
-/** The single place where errors become `application/problem+json` (RFC 9457). */
-export function sendProblem(res: ServerResponse, error: unknown, instance?: string): Problem {
-  const problem = asProblem(error);
-  const body = {
+/** The single place where errors become `application/problem+json` (RFC 9457): its text. */
+export function problemText(problem: Problem, instance?: string): string {
+  return JSON.stringify({
     type: PROBLEM_TYPE_PREFIX + problem.code,
     title: problem.title,
     status: problem.status,
     ...(problem.detail === undefined ? {} : { detail: problem.detail }),
     ...(instance === undefined ? {} : { instance }),
     ...(problem.extra.invalidParams ? { invalidParams: problem.extra.invalidParams } : {}),
-  };
+  });
+}
+
+/** Answers with the problem `error` is (see `asProblem`), unless an answer has begun. */
+export function sendProblem(res: ServerResponse, error: unknown, instance?: string): Problem {
+  const problem = asProblem(error);
   if (!res.headersSent) {
     for (const [name, value] of Object.entries(problem.extra.headers ?? {})) res.setHeader(name, value);
     res.statusCode = problem.status;
     res.setHeader('Content-Type', 'application/problem+json');
-    res.end(JSON.stringify(body));
+    res.end(problemText(problem, instance));
   }
   return problem;
 }

@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { httpFunction } from './http-function.js';
 import { metricValue, serve, type RunningFunction } from './test-support/index.js';
 
 // A function made for these tests: it echoes a validated body, can be held
-// open to fill the host, and can fail the way a bug would.
+// open to fill the host, can fail the way a bug would, and can tell whether
+// the framework's wrapper (which runs each call in a node:domain) called it.
 let release: () => void = () => undefined;
 let entered: () => void = () => undefined;
 const held = () => {
@@ -15,11 +17,11 @@ const held = () => {
   return new Promise<void>((resolve) => (release = resolve));
 };
 
-const probe = httpFunction<Record<string, never>, { mode?: 'echo' | 'hold' | 'crash' }, { name: string; seats: number }>({
+const probe = httpFunction<Record<string, never>, { mode?: 'echo' | 'hold' | 'crash' | 'where' }, { name: string; seats: number }>({
   name: 'host-probe',
   route: { method: 'POST', path: '/probe' },
   schemas: {
-    query: { type: 'object', properties: { mode: { enum: ['echo', 'hold', 'crash'] } }, additionalProperties: false },
+    query: { type: 'object', properties: { mode: { enum: ['echo', 'hold', 'crash', 'where'] } }, additionalProperties: false },
     body: {
       type: 'object',
       properties: { name: { type: 'string', minLength: 1 }, seats: { type: 'integer', minimum: 1 } },
@@ -30,6 +32,7 @@ const probe = httpFunction<Record<string, never>, { mode?: 'echo' | 'hold' | 'cr
   async handle({ query, body, requestId }) {
     if (query.mode === 'hold') await held();
     if (query.mode === 'crash') throw new Error('secret internals');
+    if (query.mode === 'where') return { body: { inFrameworkWrapper: (process as { domain?: unknown }).domain != null } };
     return { status: 201, body: { ...body, requestId } };
   },
 });
@@ -134,19 +137,114 @@ test('a query is read as Express reads it: a repeated parameter is refused, not 
 });
 
 test('FUNCTION_SERVER picks the server: lean calls the function itself, framework goes through its Express app', async () => {
-  // The framework's app answers /favicon.ico itself, with an empty 404; the function answers it with a problem.
   for (const server of ['lean', 'framework'] as const) {
     const running = await serve(probe, { server });
     try {
-      const res = await fetch(`${running.url}/favicon.ico`);
-      assert.equal(res.status, 404);
-      assert.equal(res.headers.get('content-type') === 'application/problem+json', server === 'lean', server);
+      const where = await fetch(`${running.url}/probe?mode=where`, { method: 'POST', body: '{"name":"a","seats":1}', headers: { 'content-type': 'application/json' } });
+      assert.deepEqual(await where.json(), { inFrameworkWrapper: server === 'framework' }, server);
       const echoed = await fetch(`${running.url}/probe?mode=echo`, { method: 'POST', body: '{"name":"a","seats":1}', headers: { 'content-type': 'application/json' } });
       assert.equal(echoed.status, 201, server);
     } finally {
       await running.stop();
     }
   }
+});
+
+const hello = httpFunction({ name: 'host-hello', route: { method: 'GET', path: '/hello' }, handle: async () => ({ body: { hello: 'world' } }) });
+
+test('HEAD answers as GET does, without the body, under both servers', async () => {
+  for (const server of ['lean', 'framework'] as const) {
+    const running = await serve(hello, { server });
+    try {
+      const head = await fetch(`${running.url}/hello`, { method: 'HEAD' });
+      assert.equal(head.status, 200, server);
+      assert.equal(head.headers.get('content-type'), 'application/json', server);
+      assert.equal(await head.text(), '', server);
+      assert.deepEqual(await (await fetch(`${running.url}/hello`)).json(), { hello: 'world' }, server);
+      // Where GET is not allowed, neither is HEAD.
+      const notGet = await serve(probe, { server });
+      try {
+        const refused = await fetch(`${notGet.url}/probe`, { method: 'HEAD' });
+        assert.equal(refused.status, 405, server);
+        assert.equal(refused.headers.get('allow'), 'POST', server);
+      } finally {
+        await notGet.stop();
+      }
+    } finally {
+      await running.stop();
+    }
+  }
+});
+
+test('/favicon.ico and /robots.txt are a 404 problem under both servers', async () => {
+  // The framework's app would answer these (any case, any path below) with an empty 404 of its own.
+  for (const server of ['lean', 'framework'] as const) {
+    const running = await serve(hello, { server });
+    try {
+      for (const path of ['/favicon.ico', '/robots.txt', '/FAVICON.ICO', '/robots.txt/x']) {
+        const res = await fetch(`${running.url}${path}`);
+        assert.equal(res.status, 404, `${server} ${path}`);
+        assert.match(res.headers.get('x-request-id') ?? '', /\S/, `${server} ${path}`);
+        assert.equal((await problemOf(res)).type, 'urn:boxoffice:problem:route-not-found', `${server} ${path}`);
+      }
+    } finally {
+      await running.stop();
+    }
+  }
+});
+
+test('a Content-Encoding the host does not decode is a 415 problem naming it, and the body never reaches the function', async () => {
+  const gzip = await post('{"name":"a","seats":1}', { headers: { 'content-encoding': 'gzip' } });
+  assert.equal(gzip.status, 415);
+  assert.equal(gzip.headers.get('accept-encoding'), 'identity');
+  const problem = await problemOf(gzip);
+  assert.equal(problem.type, 'urn:boxoffice:problem:unsupported-content-encoding');
+  assert.match(problem.detail ?? '', /gzip/);
+  assert.equal((await post('{"name":"a","seats":1}', { headers: { 'content-encoding': 'identity' } })).status, 201);
+});
+
+test('JSON in a charset other than UTF-8 is a 415 problem naming it; UTF-8 however written is read', async () => {
+  const utf16 = await post('{"name":"a","seats":1}', { headers: { 'content-type': 'application/json; charset=utf-16' } });
+  assert.equal(utf16.status, 415);
+  const problem = await problemOf(utf16);
+  assert.equal(problem.type, 'urn:boxoffice:problem:unsupported-charset');
+  assert.match(problem.detail ?? '', /utf-16/);
+  for (const contentType of ['application/json; charset=utf-8', 'application/json;charset="UTF-8"', 'application/json; charset=utf8']) {
+    assert.equal((await post('{"name":"a","seats":1}', { headers: { 'content-type': contentType } })).status, 201, contentType);
+  }
+});
+
+/** Sends `text` on a fresh connection and keeps what comes back until the server closes it. */
+async function rawExchange(url: string, text: string): Promise<string> {
+  const socket = connect(Number(new URL(url).port), '127.0.0.1');
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+  socket.write(text);
+  await once(socket, 'close');
+  return received;
+}
+
+test('headers that do not arrive in time get a 408 problem and the connection is closed', { timeout: 20_000 }, async () => {
+  // A whole-request deadline far off: only the headers' deadline can end this.
+  const running = await serve(probe, { requestHeadersTimeoutMs: 300, requestTimeoutMs: 60_000 });
+  try {
+    const answer = await rawExchange(running.url, 'POST /probe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n');
+    const [status = '', body = ''] = answer.split('\r\n\r\n');
+    const head = `${status}\r\n`;
+    assert.match(head, /^HTTP\/1\.1 408 /);
+    assert.match(head, /\r\ncontent-type: application\/problem\+json\r\n/i);
+    assert.match(head, /\r\nx-request-id: [0-9a-f-]{36}\r\n/i);
+    assert.equal((JSON.parse(body) as { type: string }).type, 'urn:boxoffice:problem:request-timeout');
+  } finally {
+    await running.stop();
+  }
+});
+
+test('a request Node cannot parse gets a 400 problem, not a bare answer', async () => {
+  const answer = await rawExchange(fn.url, 'POST /probe HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n');
+  const [head = '', body = ''] = answer.split('\r\n\r\n');
+  assert.match(head, /^HTTP\/1\.1 400 /);
+  assert.equal((JSON.parse(body) as { type: string }).type, 'urn:boxoffice:problem:malformed-request');
 });
 
 test('liveness and readiness probes answer', async () => {
@@ -195,4 +293,24 @@ test('a function stopped by SIGTERM writes its last log lines before it exits', 
   const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { msg: string; requestId?: string });
   assert.ok(lines.some((line) => line.msg === 'request' && line.requestId === 'last-request'), stdout);
   assert.equal(lines.at(-1)?.msg, 'draining');
+});
+
+test('on shutdown a request whose body is still arriving is read and answered', async () => {
+  const running = await serve(probe);
+  const socket = connect(Number(new URL(running.url).port), '127.0.0.1');
+  let received = '';
+  const body = '{"name":"late","seats":1}';
+  const continued = new Promise<void>((resolve) =>
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString();
+      if (received.startsWith('HTTP/1.1 100 ')) resolve();
+    }),
+  );
+  socket.write(`POST /probe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
+  await continued;
+  const stopped = running.stop();
+  socket.write(body);
+  await once(socket, 'close');
+  await stopped;
+  assert.match(received, /\r\n\r\nHTTP\/1\.1 201 /);
 });

@@ -1,12 +1,13 @@
 import type { getTestServer } from '@google-cloud/functions-framework/testing';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
 import { parse as parseQuery } from 'node:querystring';
 import { ConfigError, config } from './config.js';
 import { databaseIsUp, pool } from './db.js';
-import { Problem, problems, sendProblem } from './errors.js';
+import { problemText, problems, sendProblem, type Problem } from './errors.js';
 import { callHandler, isJson, routeLabel, type CallHandler, type FunctionDefinition } from './http-function.js';
 import { flushLog, log } from './log.js';
 import { httpDuration, httpRequests, inflightShed, labelRegistry } from './metrics.js';
@@ -19,6 +20,8 @@ export interface Limits {
   maxInflight: number;
   bodyLimitBytes: number;
   drainTimeoutMs: number;
+  requestHeadersTimeoutMs: number;
+  requestTimeoutMs: number;
 }
 
 /**
@@ -48,53 +51,109 @@ export interface FunctionHost {
   drain(): Promise<void>;
 }
 
+// Paths browsers and crawlers ask any server for. No function serves them,
+// and the framework's app would answer them (in any case, and any path
+// below them) with an empty 404.
+const NOT_SERVED = ['/favicon.ico', '/robots.txt'];
+
+function notServed(path: string): boolean {
+  const lower = path.toLowerCase();
+  return NOT_SERVED.some((served) => lower === served || lower.startsWith(`${served}/`));
+}
+
 /**
  * Puts a registered functions-framework function behind the things the
  * framework does not give: probes at `/_/health` and `/_/ready`, `/metrics`,
- * a small body limit enforced before any parsing, load shedding, a request
- * id and one log line per request, and a drain on shutdown. The framework
- * itself answers SIGTERM by exiting at once, so its server, when used, is
- * built here from its testing entry and never through its own CLI.
+ * a small body limit enforced before any parsing, deadlines for a request to
+ * arrive, load shedding, a request id and one log line per request, and a
+ * drain on shutdown. The framework itself answers SIGTERM by exiting at
+ * once, so its server, when used, is built here from its testing entry and
+ * never through its own CLI.
  */
 export function createFunctionHost(definition: FunctionDefinition, options: Partial<HostOptions> = {}): FunctionHost {
-  const { maxInflight, bodyLimitBytes, drainTimeoutMs, server: chosen } = { ...config, server: functionServerSetting(), ...options };
+  const { maxInflight, bodyLimitBytes, drainTimeoutMs, requestHeadersTimeoutMs, requestTimeoutMs, server: chosen } = {
+    ...config,
+    server: functionServerSetting(),
+    ...options,
+  };
   labelRegistry(definition.name);
   log.setBindings({ function: definition.name });
   const { serving, pass } = passOn(definition.name, chosen);
-  let inflight = 0;
+  // Only work holds one of the maxInflight slots: a request still arriving
+  // holds none however slow it is, and its deadline bounds it instead. A
+  // drain waits for every request taken, arriving or working.
+  let working = 0;
+  let open = 0;
   let draining = false;
   let idle: (() => void) | undefined;
+  // The answer to each socket's request while its body is still arriving, so
+  // that a client error on that socket (too slow, malformed) belongs to it.
+  const receiving = new WeakMap<Duplex, ServerResponse>();
 
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (answerProbe(path, res, notReady)) return;
+  // Node's own deadlines, counted from a request's first byte: headersTimeout
+  // and requestTimeout (the whole request, body included), checked every
+  // connectionsCheckingInterval; each ends in a client error answered below.
+  const server = createServer(
+    {
+      headersTimeout: requestHeadersTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, requestHeadersTimeoutMs),
+    },
+    (req, res) => {
+      if (hasBody(req)) {
+        receiving.set(req.socket, res);
+        req.once('end', () => receiving.delete(req.socket));
+      }
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      if (answerProbe(path, res, notReady)) return;
 
-    const started = process.hrtime.bigint();
-    const requestId = acceptRequestId(req.headers['x-request-id']);
-    req.headers['x-request-id'] = requestId;
-    res.setHeader('X-Request-Id', requestId);
-    res.once('finish', () => observe(req, res, path, requestId, started));
+      const started = process.hrtime.bigint();
+      const method = req.method ?? '';
+      const requestId = acceptRequestId(req.headers['x-request-id']);
+      req.headers['x-request-id'] = requestId;
+      res.setHeader('X-Request-Id', requestId);
+      res.once('finish', () => observe(method, res, path, requestId, started));
 
-    if (draining) return void sendProblem(res, problems.notReady('shutting down'));
-    // The framework's router answers an undecodable path with an HTML 400.
-    if (!decodable(path)) return void sendProblem(res, problems.validation([{ name: 'path', reason: 'is not valid percent-encoding' }]));
-    if (inflight >= maxInflight) {
-      inflightShed.inc();
-      return void sendProblem(res, problems.overloaded(1));
-    }
-    inflight += 1;
-    res.once('close', () => {
-      inflight -= 1;
-      if (inflight === 0) idle?.();
-    });
+      if (draining) return void sendProblem(res, problems.notReady('shutting down'));
+      // The framework's router answers an undecodable path with an HTML 400.
+      if (!decodable(path)) return void sendProblem(res, problems.validation([{ name: 'path', reason: 'is not valid percent-encoding' }]));
+      if (notServed(path)) return void sendProblem(res, problems.routeNotFound(path));
 
-    readBody(req, bodyLimitBytes)
-      .then((body) => pass(req, res, path, body))
-      .catch((error: unknown) => {
-        // The rest of an oversized body is not worth reading.
-        if (error instanceof Problem && error.status === 413) res.setHeader('Connection', 'close');
-        sendProblem(res, error);
+      open += 1;
+      res.once('close', () => {
+        open -= 1;
+        if (open === 0) idle?.();
       });
+      readBody(req, bodyLimitBytes)
+        .then((raw) => {
+          if (working >= maxInflight) {
+            inflightShed.inc();
+            throw problems.overloaded(1);
+          }
+          working += 1;
+          res.once('close', () => (working -= 1));
+          // HEAD is GET without a body; Node leaves out the body of a HEAD answer itself.
+          if (method === 'HEAD' && definition.route?.method === 'GET') req.method = 'GET';
+          return pass(req, res, path, parseBody(req, raw));
+        })
+        .catch((error: unknown) => {
+          // The rest of a body refused unread (too large, wrongly encoded) is not worth reading.
+          if (!req.complete && !res.headersSent) res.setHeader('Connection', 'close');
+          sendProblem(res, error);
+        });
+    },
+  );
+
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    const res = receiving.get(socket);
+    // A client gone, or one answered already (its body refused unread), gets nothing more.
+    if (!socket.writable || res?.headersSent) return void socket.destroy();
+    const problem = clientProblem(error, requestTimeoutMs);
+    if (res) return void sendProblem(res, problem);
+    // The request never arrived whole enough to become one, so there is no response to answer with.
+    const requestId = randomUUID();
+    log.info({ requestId, status: problem.status, err: error.code }, 'request not received');
+    socket.end(rawProblem(problem, requestId), () => socket.destroy());
   });
 
   async function notReady(): Promise<string | undefined> {
@@ -107,7 +166,7 @@ export function createFunctionHost(definition: FunctionDefinition, options: Part
     const closed = once(server, 'close');
     server.close();
     server.closeIdleConnections();
-    if (inflight > 0) {
+    if (open > 0) {
       await Promise.race([
         new Promise<void>((resolve) => (idle = resolve)),
         new Promise((resolve) => setTimeout(resolve, drainTimeoutMs).unref()),
@@ -125,7 +184,7 @@ export function createFunctionHost(definition: FunctionDefinition, options: Part
  */
 export async function serveFunction(definition: FunctionDefinition, port: number): Promise<FunctionHost> {
   const host = createFunctionHost(definition);
-  host.server.listen(port);
+  host.server.listen(port, config.host);
   await once(host.server, 'listening');
   log.info({ port, route: definition.route, server: host.serving }, `${definition.name} listening`);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -208,19 +267,51 @@ function seriesOf(labels: { method: string; route: string; status: string }) {
   return found;
 }
 
-function observe(req: IncomingMessage, res: ServerResponse, path: string, requestId: string, started: bigint): void {
+function observe(method: string, res: ServerResponse, path: string, requestId: string, started: bigint): void {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const labels = { method: req.method ?? '', route: routeLabel(res), status: String(res.statusCode) };
+  const labels = { method, route: routeLabel(res), status: String(res.statusCode) };
   const { count, time } = seriesOf(labels);
   count.inc();
   time.observe(seconds);
-  log.info({ requestId, method: req.method, path, route: labels.route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 }, 'request');
+  log.info({ requestId, method, path, route: labels.route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 }, 'request');
 }
 
-/** Reads the body up to the limit; JSON is parsed, anything else kept as bytes, no body is undefined. */
-async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
-  // HTTP/1.1: without either header there is no body, and nothing to wait for.
-  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) return undefined;
+/** What a client error Node raises before or while a request arrives is. */
+function clientProblem(error: NodeJS.ErrnoException, requestTimeoutMs: number): Problem {
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return problems.requestTimeout(requestTimeoutMs);
+  if (error.code === 'HPE_HEADER_OVERFLOW') return problems.headersTooLarge();
+  return problems.malformedRequest(error.code === undefined ? 'The request could not be read' : `The request could not be read (${error.code})`);
+}
+
+/** A problem answer written straight to a socket, for a request Node never handed over. */
+function rawProblem(problem: Problem, requestId: string): string {
+  const body = problemText(problem);
+  const headers = {
+    ...problem.extra.headers,
+    'Content-Type': 'application/problem+json',
+    'Content-Length': String(Buffer.byteLength(body)),
+    'X-Request-Id': requestId,
+  };
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+  return `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\n${lines.join('')}\r\n${body}`;
+}
+
+/** HTTP/1.1: without either header there is no body, and nothing to wait for. */
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * Reads the body's bytes up to the limit, undefined when there are none.
+ * The host decodes no content coding, and JSON only as UTF-8 (RFC 8259):
+ * anything else is refused before a byte is read.
+ */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  if (!hasBody(req)) return undefined;
+  const coding = (req.headers['content-encoding'] ?? '').trim();
+  if (coding !== '' && coding.toLowerCase() !== 'identity') throw problems.unsupportedContentEncoding(coding);
+  const charset = charsetOf(req.headers['content-type']);
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8' && isJson(req.headers['content-type'])) throw problems.unsupportedCharset(charset);
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw problems.bodyTooLarge(limit);
   const chunks: Buffer[] = [];
@@ -230,8 +321,12 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
     if (size > limit) throw problems.bodyTooLarge(limit);
     chunks.push(chunk);
   }
-  if (size === 0) return undefined;
-  const raw = Buffer.concat(chunks);
+  return size === 0 ? undefined : Buffer.concat(chunks);
+}
+
+/** The body as the function reads it: JSON parsed, anything else kept as bytes, no body undefined. */
+function parseBody(req: IncomingMessage, raw: Buffer | undefined): unknown {
+  if (raw === undefined) return undefined;
   (req as IncomingMessage & { rawBody?: Buffer }).rawBody = raw;
   if (!isJson(req.headers['content-type'])) return raw;
   try {
@@ -239,4 +334,13 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   } catch (error) {
     throw problems.malformedJson((error as Error).message);
   }
+}
+
+/** The charset parameter of a Content-Type, lower case and unquoted. */
+function charsetOf(contentType: string | undefined): string | undefined {
+  for (const parameter of (contentType ?? '').split(';').slice(1)) {
+    const [name, value] = parameter.split('=');
+    if (name?.trim().toLowerCase() === 'charset') return (value ?? '').trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+  }
+  return undefined;
 }

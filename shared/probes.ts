@@ -1,5 +1,6 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
+import { config } from './config.js';
 import { problems, sendProblem } from './errors.js';
 import { registry } from './metrics.js';
 
@@ -36,7 +37,7 @@ export async function serveProbes(port: number, notReady: NotReady, host?: strin
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (!answerProbe(path, res, notReady)) sendProblem(res, problems.routeNotFound(path));
   });
-  server.listen(port, host);
+  server.listen(port, host ?? config.host);
   await once(server, 'listening');
   return server;
 }
