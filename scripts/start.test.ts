@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
+import pg from 'pg';
 import { freePort, freePortBlock, functionNames, untilReady } from './functions.js';
-import { dropDatabase, ensureDatabase } from './local-postgres.js';
+import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
 
 // `npm start` end to end, on a database of its own on the test server and
 // ports nothing else uses: migrations and demo data, every function in its
@@ -36,9 +39,9 @@ interface System {
   exit: Promise<number | null>;
 }
 
-async function npmStart(t: TestContext, options: { functionsPort?: number } = {}): Promise<System> {
+async function npmStart(t: TestContext, options: { env?: NodeJS.ProcessEnv } = {}): Promise<System> {
   const [gatewayPort, issuerPort] = [await freePort(), await freePort()];
-  const functionsPort = options.functionsPort ?? (await freePortBlock(functionNames().length + 3));
+  const functionsPort = await freePortBlock(functionNames().length + 3);
   // No OIDC_ISSUER: npm start runs its dev issuer, as on a fresh clone.
   const env = {
     ...process.env,
@@ -48,6 +51,7 @@ async function npmStart(t: TestContext, options: { functionsPort?: number } = {}
     GATEWAY_PORT: String(gatewayPort),
     FUNCTIONS_BASE_PORT: String(functionsPort),
     DEV_ISSUER_PORT: String(issuerPort),
+    ...options.env,
   };
   const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { env: { ...env, DATABASE_URL: databaseUrl } });
   const exit = once(start, 'exit').then(([code]) => code as number | null);
@@ -113,12 +117,37 @@ function assertNoneAlive(system: System): void {
   assert.deepEqual(left, [], `processes left alive:\n${system.output()}`);
 }
 
-test('npm start serves the demo catalogue through the gateway, and Ctrl-C stops it with status 0 and no process left', limit, async (t) => {
+/** The addresses something listens on at TCP `port`, from the kernel's tables (as `ss -ltn` shows them). */
+function listeningAddresses(port: number): string[] {
+  const addresses: string[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').trim().split('\n').slice(1)) {
+      const [, local = '', , state] = line.trim().split(/\s+/);
+      const [address = '', hexPort = ''] = local.split(':');
+      // 0A: LISTEN. An IPv4 address is hex in little-endian order (0100007F: 127.0.0.1); IPv6 ones are left as hex.
+      if (state !== '0A' || parseInt(hexPort, 16) !== port) continue;
+      const ipv4 = (address.match(/../g) ?? []).reverse().map((byte) => parseInt(byte, 16));
+      addresses.push(address.length === 8 ? ipv4.join('.') : `ipv6 ${address}`);
+    }
+  }
+  return addresses;
+}
+
+test('npm start serves the demo catalogue through the gateway, listens on 127.0.0.1 only, and Ctrl-C stops it with status 0 and no process left', limit, async (t) => {
   const system = await npmStart(t);
   await system.line(/gateway ready/);
   const { gateway } = system;
   const names = [...system.pids().values()];
   for (const name of [...functionNames(), 'relay']) assert.ok(names.includes(name), `${name} was launched:\n${system.output()}`);
+
+  // Every port npm start opened accepts on 127.0.0.1 and on no other address.
+  const launched = [...system.output().matchAll(/^\[boxoffice\] [\w-]+ +http:\/\/127\.0\.0\.1:(\d+) /gm)].map((m) => Number(m[1]));
+  assert.equal(launched.length, names.length, system.output());
+  for (const port of launched) await untilHealthy(`http://127.0.0.1:${port}`);
+  assert.equal((await fetch(`http://127.0.0.1:${system.env.DEV_ISSUER_PORT}/jwks`)).status, 200);
+  for (const port of [...launched, new URL(gateway).port, system.env.DEV_ISSUER_PORT].map(Number)) {
+    assert.deepEqual(listeningAddresses(port), ['127.0.0.1'], `port ${port} listens on 127.0.0.1 only`);
+  }
 
   const events = (await (await fetch(`${gateway}/api/v1/inventory/events`)).json()) as { eventId: number; event: string }[];
   assert.ok(events.some((e) => e.event === 'Late Night Jazz Trio'), 'demo events are served');
@@ -161,19 +190,44 @@ test('a function killed with SIGKILL is restarted under a new pid, answers throu
   assertNoneAlive(system);
 });
 
-test('npm start gives up on a function that can never start (its port taken), names it, and exits 1 leaving no process', limit, async (t) => {
-  const functionsPort = await freePortBlock(functionNames().length + 3);
-  const blocked = functionsPort + functionNames().indexOf('get-venue');
-  const squatter = createServer().listen(blocked, '127.0.0.1');
-  await once(squatter, 'listening');
-  t.after(() => squatter.close());
-
-  const system = await npmStart(t, { functionsPort });
+test('npm start gives up on a child that exits every time it starts, names it, and exits 1 leaving no process', limit, async (t) => {
+  // The relay refuses a bad setting of its own at each start (npm start does
+  // not read the relay's settings itself, so the relay is what exits).
+  const system = await npmStart(t, { env: { RELAY_BATCH: '0', RESTART_LIMIT: '2' } });
   assert.equal(await system.exit, 1, system.output());
-  assert.match(system.output(), /^\[boxoffice\] giving up on get-venue: it exited 5 times within 60 s \(last: exit code 1\)$/m);
-  assert.equal([...system.pids().values()].filter((name) => name === 'get-venue').length, 5, system.output());
+  assert.match(system.output(), /^\[boxoffice\] giving up on relay: it exited 2 times within 60 s \(last: exit code 1\)$/m);
+  assert.match(system.output(), /^boxoffice relay: RELAY_BATCH must be an integer >= 1, got "0"$/m);
+  assert.equal([...system.pids().values()].filter((name) => name === 'relay').length, 2, system.output());
   assertNoneAlive(system);
 });
+
+test('the embedded Postgres npm start runs without DATABASE_URL listens on 127.0.0.1 only', limit, async (t) => {
+  const folder = mkdtempSync(join(tmpdir(), 'boxoffice-embedded-'));
+  // Started by root, it runs as the user postgres, who must enter the folder.
+  chmodSync(folder, 0o755);
+  t.after(() => rmSync(folder, { recursive: true, force: true }));
+  const port = await freePort();
+  const server = await localPostgres({ dataDir: join(folder, 'postgres'), port, preferMachine: false });
+  t.after(() => server.stop());
+  assert.deepEqual(listeningAddresses(port), ['127.0.0.1']);
+  // Also where `localhost` would name ::1 too (not on every machine).
+  const client = new pg.Client({ connectionString: server.adminUrl });
+  await client.connect();
+  try {
+    assert.equal((await client.query<{ listen_addresses: string }>('SHOW listen_addresses')).rows[0]?.listen_addresses, '127.0.0.1');
+  } finally {
+    await client.end();
+  }
+});
+
+/** Resolves once `base` answers /_/health; a child not awaited by the gateway may still be starting. */
+async function untilHealthy(base: string): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    if (await fetch(`${base}/_/health`).then((res) => res.ok, () => false)) return;
+    await sleep(100);
+  }
+  assert.fail(`${base} never answered /_/health`);
+}
 
 async function stdoutOf(child: ChildProcessWithoutNullStreams): Promise<string> {
   let text = '';

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { migrate } from 'postgres-migrations';
-import { config } from './config.js';
+import { config, withoutPassword } from './config.js';
 import { clientSettings } from './db.js';
 
 // From the source tree (shared/) and the built one (dist/shared/) alike.
@@ -36,7 +36,7 @@ export async function migrateDatabase(databaseUrl: string, options: { demoData?:
   try {
     await client.connect();
   } catch (error) {
-    throw new Error(`cannot connect to the database at ${where(databaseUrl)} to migrate it: ${(error as Error).message}`, { cause: error });
+    throw new DatabaseUnreachable(databaseUrl, error);
   }
   try {
     await migrate({ client }, migrationsDir, { logger: () => undefined });
@@ -44,6 +44,41 @@ export async function migrateDatabase(databaseUrl: string, options: { demoData?:
   } finally {
     await client.end();
   }
+}
+
+/** The migration could not open a connection, so nothing was changed; `reason` says why in a few words. */
+export class DatabaseUnreachable extends Error {
+  override name = 'DatabaseUnreachable';
+  readonly reason: string;
+
+  constructor(
+    readonly databaseUrl: string,
+    cause: unknown,
+  ) {
+    // Happy eyeballs (a host with several addresses) fails with an AggregateError whose own message is empty.
+    const first = (cause instanceof AggregateError ? cause.errors[0] : cause) as NodeJS.ErrnoException & { hostname?: string };
+    super(`cannot connect to the database at ${where(databaseUrl)} to migrate it: ${first?.message}`, { cause });
+    this.reason = connectFailure(first);
+  }
+}
+
+/** Why a connection could not be opened, as its user would act on it. */
+function connectFailure(error: NodeJS.ErrnoException & { hostname?: string }): string {
+  switch (error?.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused (is Postgres running there?)';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `unknown host ${error.hostname ?? ''}`.trim();
+    case '3D000': // invalid_catalog_name: the database does not exist
+      return `${error.message} (create it, or name another)`;
+    case '28P01':
+    case '28000': // invalid password, invalid authorization
+      return `${error.message} (check the user and password)`;
+  }
+  // pg's own connect timeout (connectionTimeoutMillis) says only "timeout".
+  if (/timeout/i.test(error?.message ?? '')) return `no answer within ${config.databaseConnectTimeoutMs} ms (DATABASE_CONNECT_TIMEOUT_MS)`;
+  return error?.message || String(error);
 }
 
 /** Host, port and database of a URL, without its credentials. */
@@ -59,7 +94,11 @@ function where(databaseUrl: string): string {
 // `node shared/migrate.js [--demo]`: the one-shot migration step of a deployment.
 const withoutExtension = (path: string) => path.replace(/\.(ts|js)$/, '');
 if (process.argv[1] && withoutExtension(fileURLToPath(import.meta.url)) === withoutExtension(process.argv[1])) {
-  const url = config.databaseUrl;
-  await migrateDatabase(url, { demoData: process.argv.includes('--demo') });
-  console.log('migrations applied');
+  try {
+    await migrateDatabase(config.databaseUrl, { demoData: process.argv.includes('--demo') });
+    console.log('migrations applied');
+  } catch (error) {
+    console.error(`boxoffice migrate: ${error instanceof DatabaseUnreachable ? `cannot connect to ${withoutPassword(error.databaseUrl)}: ${error.reason}` : (error as Error).message}`);
+    process.exit(1);
+  }
 }
