@@ -123,7 +123,7 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
       const rawParams = match(req.path);
       if (!rawParams) throw problems.routeNotFound(req.path);
       markRoute(res, spec.route.path);
-      if (req.method !== spec.route.method) throw problems.methodNotAllowed(req.method, [spec.route.method]);
+      if (req.method !== spec.route.method) throw problems.methodNotAllowed(req.method, spec.route.method === 'GET' ? ['GET', 'HEAD'] : [spec.route.method]);
       const principal = spec.access === 'token' ? await authenticate(req.headers) : anonymous;
       validate.header?.({ ...req.headers });
 

@@ -63,7 +63,7 @@ for (const id of ['abc', '0', '-3', '1.5', '99999999999', '%E0%A4%A']) {
 test('a wrong method is a 405 problem with Allow', async () => {
   const res = await fetch(`${fn.url}/api/v1/inventory/event/1`, { method: 'DELETE' });
   assert.equal(res.status, 405);
-  assert.equal(res.headers.get('allow'), 'GET');
+  assert.equal(res.headers.get('allow'), 'GET, HEAD');
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
 });
 
