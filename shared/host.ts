@@ -12,8 +12,8 @@ import { callHandler, isJson, routeLabel, type CallHandler, type FunctionDefinit
 import { flushLog, log } from './log.js';
 import { httpDuration, httpRequests, inflightShed, labelRegistry } from './metrics.js';
 import { answerProbe } from './probes.js';
+import { acceptRequestId } from './request-id.js';
 
-const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 /** The host's limits; each defaults to its setting in config. */
 export interface Limits {
@@ -252,9 +252,6 @@ function decodable(path: string): boolean {
   }
 }
 
-function acceptRequestId(header: string | string[] | undefined): string {
-  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
-}
 
 // The metric series of each method, route and status, looked up once
 // rather than by hashing the labels on every request.
