@@ -52,10 +52,30 @@ test('a public path reaches its function and the answer comes back whole', async
   assert.equal(((await res.json()) as { totalCapacity: number }).totalCapacity, 77);
 });
 
-test('the function, not the gateway, answers a wrong method', async () => {
-  const res = await fetch(`${base}/api/v1/inventory/venue/1`, { method: 'PUT' });
-  assert.equal(res.status, 405);
-  assert.equal(res.headers.get('allow'), 'GET, HEAD');
+test('functions sharing a path are picked by method, HEAD going to GET; a method none serves is a 405 naming those that do', async () => {
+  const named = (name: string) => startUpstream((req, res) => res.end(`${name} ${req.method}`));
+  const [reader, changer] = await Promise.all([named('reader'), named('changer')]);
+  const { gateway: shared, base: sharedBase } = await startGateway([
+    { route: { method: 'GET', path: '/api/v1/thing/:id' }, target: reader.url },
+    { route: { method: 'PATCH', path: '/api/v1/thing/:id' }, target: changer.url },
+  ]);
+  try {
+    const answer = async (method: string) => {
+      const res = await fetch(`${sharedBase}/api/v1/thing/1`, { method });
+      return { status: res.status, text: method === 'HEAD' ? '' : await res.text(), allow: res.headers.get('allow') };
+    };
+    assert.deepEqual(await answer('GET'), { status: 200, text: 'reader GET', allow: null });
+    assert.deepEqual(await answer('PATCH'), { status: 200, text: 'changer PATCH', allow: null });
+    assert.equal((await answer('HEAD')).status, 200);
+    const refused = await fetch(`${sharedBase}/api/v1/thing/1`, { method: 'DELETE' });
+    assert.equal(refused.status, 405);
+    assert.equal(refused.headers.get('allow'), 'GET, PATCH, HEAD');
+    assert.equal(refused.headers.get('content-type'), 'application/problem+json');
+  } finally {
+    shared.close();
+    reader.server.close();
+    changer.server.close();
+  }
 });
 
 test('an unknown path is a 404 problem', async () => {

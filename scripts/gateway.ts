@@ -15,7 +15,9 @@ export interface Upstream {
 /**
  * The local stand-in for the edge proxy: it maps the public `/api/v1`
  * paths onto the function that serves each and streams the exchange through
- * unchanged, and serves the OpenAPI document at /openapi.json. The function, not the gateway, answers a wrong method (405).
+ * unchanged, and serves the OpenAPI document at /openapi.json. Routes are
+ * matched by path and method, so functions may share a path; a method no
+ * function of that path serves is a 405 naming those that do.
  * Every answer carries an X-Request-Id, the caller's if sensible, which the function is given too.
  * In the compose stack nginx plays this part, in OpenFaaS its gateway does.
  */
@@ -34,8 +36,12 @@ export function createGateway(upstreams: Upstream[], openapi: object = {}): Serv
       res.setHeader('Content-Type', 'application/json');
       return void res.end(path === '/openapi.json' ? document : '{"status":"ok"}');
     }
-    const upstream = upstreams.find((u) => matchesPath(u.route.path, path));
-    if (!upstream) return void sendProblem(res, problems.routeNotFound(path));
+    const onPath = upstreams.filter((u) => matchesPath(u.route.path, path));
+    if (onPath.length === 0) return void sendProblem(res, problems.routeNotFound(path));
+    // Functions may share a path (GET and PATCH of an event): the method picks one; HEAD is GET's.
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const upstream = onPath.find((u) => u.route.method === method);
+    if (!upstream) return void sendProblem(res, problems.methodNotAllowed(req.method ?? '', allowedOn(onPath)));
     forward(req, res, upstream, agent);
   });
   server.on('close', () => agent.destroy());
@@ -97,6 +103,12 @@ class UpstreamAgent extends Agent {
   }
 }
 
+
+/** The methods the functions of one path answer, as an Allow header lists them. */
+function allowedOn(upstreams: Upstream[]): string[] {
+  const methods = upstreams.map((u) => u.route.method);
+  return methods.includes('GET') ? [...methods, 'HEAD'] : methods;
+}
 
 function matchesPath(pattern: string, path: string): boolean {
   try {
