@@ -5,6 +5,7 @@ import { kafkaBrokers, kafkaClientSettings, topicSettings, topics } from '../sha
 import { log } from '../shared/log.js';
 import { labelRegistry } from '../shared/metrics.js';
 import { serveProbes } from '../shared/probes.js';
+import { delivererToken } from '../shared/service-token.js';
 import { measureOldestPending, prunePublished, redriveStuckBookings } from './redrive.js';
 import { startRelay, type Relay } from './relay.js';
 import { sinkFor } from './sinks.js';
@@ -36,6 +37,8 @@ try {
   }
   const consumeOrderUrl = process.env.CONSUME_ORDER_URL;
   if (!brokers.length && !consumeOrderUrl) throw new ConfigError('set KAFKA_BROKERS, or CONSUME_ORDER_URL to deliver straight to consume-order');
+  // Delivering straight to consume-order, the relay is its deliverer and needs the deliverer's token.
+  const token = brokers.length ? undefined : delivererToken();
   labelRegistry('relay');
   log.setBindings({ function: 'relay' });
 
@@ -50,7 +53,7 @@ try {
 
   // Kafka may be down at start: keep trying; bookings wait in the outbox meanwhile.
   const stopping = new AbortController();
-  const sink = pRetry(() => sinkFor({ brokers, consumeOrderUrl }), {
+  const sink = pRetry(() => sinkFor({ brokers, consumeOrderUrl, token }), {
     retries: Infinity,
     maxTimeout: 30_000,
     signal: stopping.signal,

@@ -2,6 +2,7 @@ import { deliverCloudEvent, DeliveryFailed } from '../shared/cloudevent-delivery
 import { createKafka, ensureTopics, type Producer } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { triggerDeliveries } from '../shared/metrics.js';
+import type { ServiceToken } from '../shared/service-token.js';
 import type { OutboxSink } from './relay.js';
 
 /** Publishes to Kafka with an idempotent producer, keyed by booking id, acknowledged by all in-sync replicas. */
@@ -31,18 +32,19 @@ export async function kafkaSink(brokers: string[]): Promise<OutboxSink> {
 
 /**
  * Without Kafka (local runs), delivers each row straight to consume-order
- * over the same CloudEvent contract the trigger uses. A retryable failure
+ * over the same CloudEvent contract the trigger uses, with the deliverer's
+ * `token` as the trigger sends it. A retryable failure
  * fails the send (the rows stay for the next sweep); a message the consumer
  * refuses for good is logged and counted as dead-lettered, as the trigger
  * would.
  */
-export function directSink(url: string): OutboxSink {
+export function directSink(url: string, token?: ServiceToken): OutboxSink {
   return {
     name: 'direct',
     async send(messages) {
       for (const m of messages) {
         try {
-          await deliverCloudEvent(url, { id: `outbox-${m.outboxId}`, type: 'dev.boxoffice.booking.accepted', source: '/boxoffice/relay', subject: m.key, data: m.payload });
+          await deliverCloudEvent(url, { id: `outbox-${m.outboxId}`, type: 'dev.boxoffice.booking.accepted', source: '/boxoffice/relay', subject: m.key, data: m.payload }, { token });
         } catch (error) {
           if (!(error instanceof DeliveryFailed) || error.retryable) throw error;
           triggerDeliveries.inc({ result: 'dead_lettered' });
@@ -55,8 +57,8 @@ export function directSink(url: string): OutboxSink {
 }
 
 /** Kafka when there are brokers, else consume-order directly. */
-export async function sinkFor(where: { brokers: string[]; consumeOrderUrl?: string }): Promise<OutboxSink> {
+export async function sinkFor(where: { brokers: string[]; consumeOrderUrl?: string; token?: ServiceToken }): Promise<OutboxSink> {
   if (where.brokers.length) return kafkaSink(where.brokers);
   log.info({ url: where.consumeOrderUrl }, 'KAFKA_BROKERS is not set: outbox events go straight to consume-order as CloudEvents');
-  return directSink(where.consumeOrderUrl!);
+  return directSink(where.consumeOrderUrl!, where.token);
 }

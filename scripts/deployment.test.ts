@@ -155,6 +155,30 @@ test('the Kubernetes manifest deploys each worker beside the OpenFaaS functions,
   }
 });
 
+test("the trigger sends consume-order the deliverers' token: compose hands it and Keycloak's realm import the same client secret, Kubernetes mounts it from a secret", () => {
+  const trigger = object(service('trigger').environment, 'compose trigger environment');
+  const keycloak = object(service('keycloak').environment, 'compose keycloak environment');
+  assert.equal(trigger.DELIVERER_CLIENT_ID, 'boxoffice-deliverer');
+  assert.ok(trigger.DELIVERER_CLIENT_SECRET, 'compose gives the trigger the client secret');
+  assert.equal(trigger.DELIVERER_CLIENT_SECRET, keycloak.DELIVERER_CLIENT_SECRET, "the trigger's secret is the one the realm import gives the client");
+  assert.equal(new URL(String(trigger.DELIVERER_TOKEN_URL)).host, 'keycloak:8080', 'the trigger asks the compose Keycloak for its token');
+  const realm = JSON.parse(readFileSync('keycloak/boxoffice-realm.json', 'utf8')) as { clients: { clientId: string; secret?: string; serviceAccountsEnabled?: boolean }[] };
+  const client = realm.clients.find((c) => c.clientId === 'boxoffice-deliverer');
+  assert.ok(client?.serviceAccountsEnabled, 'the realm has the confidential deliverers client with a service account');
+  assert.match(client.secret ?? '', /^\$\{DELIVERER_CLIENT_SECRET:/, "the realm takes the client's secret from DELIVERER_CLIENT_SECRET at import");
+
+  const documents = parseAllDocuments(readFileSync('deploy/kubernetes/workers.yml', 'utf8')).map((d) => d.toJSON() as Yaml);
+  const pod = object(object(object(documents.find((d) => object(d.metadata, 'metadata').name === 'trigger')?.spec, 'spec').template, 'template').spec, 'pod spec');
+  const container = object(list(pod.containers)[0], 'trigger container');
+  const env = Object.fromEntries(list(container.env).map((e) => [object(e, 'env').name, object(e, 'env').value]));
+  const file = String(env.DELIVERER_CLIENT_SECRET_FILE);
+  const mount = list(container.volumeMounts).map((m) => object(m, 'volumeMount')).find((m) => file.startsWith(`${String(m.mountPath)}/`));
+  assert.ok(mount, `the trigger's DELIVERER_CLIENT_SECRET_FILE (${file}) is on a mounted volume`);
+  const volume = list(pod.volumes).map((v) => object(v, 'volume')).find((v) => v.name === mount.name);
+  assert.ok(volume && object(volume.secret, 'secret volume').secretName, 'mounted from a Kubernetes secret');
+  assert.ok(env.OIDC_ISSUER, 'the trigger knows the realm whose token endpoint it asks');
+});
+
 test('the alert rules load and fire when they should (promtool test rules)', (t) => {
   if (!toolOrSkip(t, 'promtool', 'the alert rules are not checked')) return;
   assert.deepEqual(list(prometheus.rule_files), ['alerts.yml'], 'prometheus.yml loads alerts.yml');

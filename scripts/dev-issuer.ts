@@ -1,9 +1,9 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { createHash, createPublicKey, randomUUID, timingSafeEqual, type JsonWebKey } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 
@@ -81,19 +81,42 @@ export interface DevIssuer {
   stop(): Promise<void>;
 }
 
+/** A confidential client whose service account gets tokens by the client credentials grant, as in Keycloak. */
+export interface ServiceClient {
+  clientId: string;
+  secret: string;
+  /** Realm roles of its service account. */
+  roles: string[];
+  /** Lifetime of its tokens in seconds (Keycloak's realm: 300). */
+  tokenLifetime?: number;
+}
+
 /**
  * The local token issuer of `npm start` and the tests: an OIDC discovery
  * document and a JWKS with one RS256 key, on 127.0.0.1. Functions verify its
- * tokens through the same code path as Keycloak's. With `urlFile`, its
- * address is written there while it runs, for `npm run token` to find.
+ * tokens through the same code path as Keycloak's. Its token endpoint
+ * serves the client credentials grant to `clients` (the deliverers). With
+ * `urlFile`, its address is written there while it runs, for `npm run
+ * token` to find.
  */
-export async function startDevIssuer(key: SigningKey, port = 0, options: { urlFile?: string } = {}): Promise<DevIssuer> {
+export async function startDevIssuer(key: SigningKey, port = 0, options: { urlFile?: string; clients?: ServiceClient[] } = {}): Promise<DevIssuer> {
   const publicJwk = createPublicKey({ key: key.privateJwk as JsonWebKey, format: 'jwk' }).export({ format: 'jwk' });
   let issuer = '';
   const server = createServer((req, res) => {
     res.setHeader('Content-Type', 'application/json');
-    if (req.url === '/.well-known/openid-configuration') return void res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks` }));
+    if (req.url === '/.well-known/openid-configuration') {
+      return void res.end(
+        JSON.stringify({
+          issuer,
+          jwks_uri: `${issuer}/jwks`,
+          token_endpoint: `${issuer}/token`,
+          grant_types_supported: ['client_credentials'],
+          token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+        }),
+      );
+    }
     if (req.url === '/jwks') return void res.end(JSON.stringify({ keys: [{ ...publicJwk, kid: key.kid, alg: 'RS256', use: 'sig' }] }));
+    if (req.url === '/token') return void clientCredentialsGrant(req, res, key, issuer, options.clients ?? []).catch(() => res.destroy());
     res.statusCode = 404;
     res.end('{}');
   });
@@ -115,6 +138,50 @@ export async function startDevIssuer(key: SigningKey, port = 0, options: { urlFi
       if (urlFile && (await readFile(urlFile, 'utf8').catch(() => '')).trim() === issuer) await unlink(urlFile).catch(() => undefined);
     },
   };
+}
+
+/**
+ * The token endpoint's client credentials grant (RFC 6749 §4.4), as Keycloak
+ * answers it: the client authenticates with HTTP Basic or in the form, and
+ * gets a token of its service account (`service-account-<client>`, its
+ * realm roles, `azp` the client).
+ */
+async function clientCredentialsGrant(req: IncomingMessage, res: ServerResponse, key: SigningKey, issuer: string, clients: ServiceClient[]): Promise<void> {
+  const refuse = (status: number, error: string, description: string) => {
+    res.statusCode = status;
+    if (status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="dev-issuer"');
+    res.end(JSON.stringify({ error, error_description: description }));
+  };
+  if (req.method !== 'POST') return refuse(405, 'invalid_request', 'POST the token request');
+  let text = '';
+  for await (const chunk of req) {
+    text += (chunk as Buffer).toString('utf8');
+    if (text.length > 4096) return refuse(400, 'invalid_request', 'the request is too large');
+  }
+  const form = new URLSearchParams(text);
+  let [clientId, secret] = [form.get('client_id'), form.get('client_secret')];
+  const basic = /^Basic (.+)$/i.exec(req.headers.authorization ?? '');
+  if (basic) {
+    const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    // RFC 6749 §2.3.1: both parts are form-encoded.
+    const formDecode = (part: string) => new URLSearchParams(`_=${part}`).get('_') ?? '';
+    [clientId, secret] = colon < 0 ? [null, null] : [formDecode(decoded.slice(0, colon)), formDecode(decoded.slice(colon + 1))];
+  }
+  const client = clients.find((c) => c.clientId === clientId);
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  if (!client || secret === null || !timingSafeEqual(digest(secret), digest(client.secret))) return refuse(401, 'invalid_client', 'Invalid client or Invalid client credentials');
+  if (form.get('grant_type') !== 'client_credentials') return refuse(400, 'unsupported_grant_type', 'only client_credentials is served here');
+  const lifetime = client.tokenLifetime ?? 300;
+  const token = await signToken(key, {
+    subject: `service-account-${client.clientId}`,
+    roles: client.roles,
+    issuer,
+    expiresIn: lifetime,
+    extra: { azp: client.clientId, jti: randomUUID() },
+  });
+  res.setHeader('Cache-Control', 'no-store');
+  res.end(JSON.stringify({ access_token: token, token_type: 'Bearer', expires_in: lifetime }));
 }
 
 /**

@@ -46,7 +46,7 @@ const settings = {
   drainTimeoutMs: integerSetting('LOAD_DRAIN_TIMEOUT_MS', 120_000, 1),
 };
 
-const { database, databaseUrl, issuer, authorization, admin, db, close } = await openLoad();
+const { database, databaseUrl, issuer, authorization, delivererAuthorization, delivererEnv, admin, db, close } = await openLoad();
 const started: Started[] = [];
 let failed = false;
 try {
@@ -54,6 +54,7 @@ try {
   const env = {
     DATABASE_URL: databaseUrl,
     OIDC_ISSUER: issuer,
+    ...delivererEnv,
     KAFKA_BROKERS: kafka ? kafkaBrokers().join(',') : '',
     CONSUME_ORDER_URL: '',
     BOOKING_TOPIC: `booking.load-${process.pid}-${Date.now()}`,
@@ -80,7 +81,7 @@ try {
           prepare: async () => bookingRequest((eventId = await createEvent(db, settings.capacity)), authorization),
           settle: (measured, stoppedAt) => settleBookings(db, eventId, measured, stoppedAt, settings.drainTimeoutMs),
         }
-      : { name, url: fn.url, processes: pids([fn]), prepare: () => requestFor(name, db, authorization) };
+      : { name, url: fn.url, processes: pids([fn]), prepare: () => requestFor(name, db, authorization, delivererAuthorization) };
   const baseline = (p: Started): Target => ({ name: p.name, url: p.url, processes: pids([p]), prepare: async () => ({ method: 'GET', path: '/' }) });
   const rounds = await interleave([functionTarget, baseline(ffHello), baseline(rawHttp)], { ...settings, seconds, admin, database });
 

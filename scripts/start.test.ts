@@ -163,7 +163,19 @@ test('npm start serves the demo catalogue through the gateway, listens on 127.0.
       body: JSON.stringify({ userId: 1, eventId: 2, ticketCount: 1 }),
     });
   assert.equal((await book()).status, 401);
-  assert.equal((await book(`Bearer ${token.trim()}`)).status, 201);
+  const booked = await book(`Bearer ${token.trim()}`);
+  assert.equal(booked.status, 201);
+
+  // The relay delivers the booking to consume-order with the deliverers' token from the dev issuer; no one else may.
+  const { bookingId } = (await booked.json()) as { bookingId: string };
+  for (let status = '', deadline = Date.now() + 30_000; status !== 'CONFIRMED'; await sleep(100)) {
+    assert.ok(Date.now() < deadline, `booking ${bookingId} still ${status} after 30 s:\n${system.output()}`);
+    const read = await fetch(`${gateway}/api/v1/booking/${bookingId}`, { headers: { authorization: `Bearer ${token.trim()}` } });
+    status = ((await read.json()) as { status: string }).status;
+  }
+  const consumeOrder = `http://127.0.0.1:${system.functionsPort + functionNames().indexOf('consume-order')}`;
+  const anonymous = await fetch(consumeOrder, { method: 'POST', headers: { 'content-type': 'application/json', 'ce-specversion': '1.0', 'ce-id': 'x', 'ce-type': 't', 'ce-source': '/s' }, body: '{}' });
+  assert.equal(anonymous.status, 401);
 
   assert.equal(await system.interrupt(), 0, system.output());
   assertNoneAlive(system);

@@ -77,7 +77,8 @@ try {
   const names = definitions.map((definition) => definition.name);
   const portOf = (name: string) => firstPort + names.indexOf(name);
   if (settings.issuerPort !== undefined) {
-    issuer = await startDevIssuer(await signingKey(devIssuer.keyFile), settings.issuerPort, { urlFile: devIssuer.urlFile });
+    const clients = settings.deliverer ? [settings.deliverer] : [];
+    issuer = await startDevIssuer(await signingKey(devIssuer.keyFile), settings.issuerPort, { urlFile: devIssuer.urlFile, clients });
   }
   const oidcIssuer = process.env.OIDC_ISSUER || issuer?.issuer;
   say(issuer ? `OIDC_ISSUER is not set: dev token issuer at ${issuer.issuer} (key in ${devIssuer.keyFile})` : `tokens from ${oidcIssuer}`);
@@ -182,6 +183,7 @@ async function checkedSettings() {
   const issuerPort = process.env.OIDC_ISSUER ? undefined : portSetting('DEV_ISSUER_PORT', 8079);
   const postgresPort = databaseSetting ? undefined : portSetting('EMBEDDED_POSTGRES_PORT', 54329);
   process.env.CONSUME_ORDER_URL = `http://127.0.0.1:${firstPort + names.indexOf('consume-order')}`;
+  const deliverer = (await import('./deliverer.js')).wireDeliverer(issuerPort, say);
 
   // Loading every function reads the settings its modules read (auth's
   // among them); the host's and the trigger's are read as they will be.
@@ -206,6 +208,7 @@ async function checkedSettings() {
     gatewayPort,
     firstPort,
     issuerPort,
+    deliverer,
     postgresPort,
     ports,
     database: databaseSetting ? { url: config.databaseUrl, setting: databaseSetting } : undefined,

@@ -9,7 +9,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { IncomingHttpHeaders } from 'node:http';
-import { integerSetting } from './config.js';
+import { ConfigError, integerSetting } from './config.js';
 import { problems } from './errors.js';
 import { log } from './log.js';
 
@@ -213,4 +213,34 @@ export function mayActFor(principal: Principal, customerId: number): void {
   if (principal.roles.includes('admin')) return;
   if (principal.roles.includes('customer') && principal.customerId === customerId) return;
   throw problems.forbidden(`this token may not act for customer ${customerId}`);
+}
+
+/**
+ * The realm role of the deliverers' service account (the client
+ * boxoffice-deliverer in keycloak/boxoffice-realm.json): the only callers
+ * consume-order accepts.
+ */
+export const DELIVERER_ROLE = 'order-deliverer';
+
+/**
+ * Whether consume-order checks its deliverers (CONSUME_ORDER_AUTH `on`, the
+ * default) and they send a token. `off` is for a deployment whose deliverer
+ * cannot send one (Knative's KafkaSource, OpenFaaS's kafka-connector), where
+ * nothing else can reach consume-order: off, anyone who reaches it can
+ * confirm any booking's order.
+ */
+export function deliverersAuthenticated(): boolean {
+  const value = process.env.CONSUME_ORDER_AUTH || 'on';
+  if (value !== 'on' && value !== 'off') throw new ConfigError(`CONSUME_ORDER_AUTH must be on or off, got "${value}"`);
+  return value === 'on';
+}
+
+/** Throws 403 unless the token carries the realm role `role`. */
+export function requireRole(principal: Principal, role: string): void {
+  if (!principal.roles.includes(role)) throw problems.forbidden(`only a token with the realm role ${role} may call this`);
+}
+
+/** Throws 403 unless `principal` has the `admin` role: operator work (the catalogue's writes). */
+export function requireAdmin(principal: Principal): void {
+  requireRole(principal, 'admin');
 }

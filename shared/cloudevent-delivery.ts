@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { ServiceToken } from './service-token.js';
 
 /** A CloudEvent to deliver over HTTP; `data` is JSON text, sent as is. */
 export interface OutgoingEvent {
@@ -27,9 +28,10 @@ export class DeliveryFailed extends Error {
 }
 
 // The statuses Knative's KafkaSource retries (404: the target is still
-// starting), plus 425 Too Early; any other 4xx means the message itself is
-// wrong and will never succeed.
-const RETRYABLE = new Set([404, 408, 409, 425, 429]);
+// starting), plus 425 Too Early, and 401 and 403: they refuse the deliverer
+// (its credentials, or the issuer's keys, not yet right), never the message.
+// Any other 4xx means the message itself is wrong and will never succeed.
+const RETRYABLE = new Set([401, 403, 404, 408, 409, 425, 429]);
 
 /** `Retry-After` in milliseconds: seconds or an HTTP date; undefined when absent or unreadable. */
 function retryAfterMs(header: string | undefined): number | undefined {
@@ -79,31 +81,50 @@ function post(url: URL, headers: Record<string, string>, body: string, timeoutMs
   });
 }
 
+export interface DeliveryOptions {
+  /** A target that has not answered within it is a retryable failure. */
+  timeoutMs?: number;
+  /** The deliverer's token, sent as `Authorization`; none without it. */
+  token?: ServiceToken;
+}
+
 /**
  * POSTs `event` to `url` as a binary-mode CloudEvent: the contract of
  * Knative's KafkaSource, which the project's trigger and the direct mode
- * of `npm start` both follow. Resolves on 2xx, throws DeliveryFailed; a
- * target that has not answered within `timeoutMs` is a retryable failure.
+ * of `npm start` both follow, with the deliverer's bearer token. Resolves
+ * on 2xx, throws DeliveryFailed. A token the target refuses (it expired
+ * early, or the issuer's keys changed) is replaced by a fresh one, once.
  */
-export async function deliverCloudEvent(url: string, event: OutgoingEvent, timeoutMs = 10_000): Promise<void> {
-  let res: Answer;
-  try {
-    res = await post(
-      new URL(url),
-      {
-        'content-type': 'application/json',
-        'ce-specversion': '1.0',
-        'ce-id': event.id,
-        'ce-type': event.type,
-        'ce-source': event.source,
-        ...(event.subject ? { 'ce-subject': event.subject } : {}),
-      },
-      event.data,
-      timeoutMs,
-    );
-  } catch (error) {
-    const timedOut = error instanceof TimedOut;
-    throw new DeliveryFailed(undefined, true, timedOut ? `${url} did not answer within ${timeoutMs} ms` : `${url} unreachable: ${(error as Error).message}`);
+export async function deliverCloudEvent(url: string, event: OutgoingEvent, options: DeliveryOptions = {}): Promise<void> {
+  const { timeoutMs = 10_000, token } = options;
+  const headers = {
+    'content-type': 'application/json',
+    'ce-specversion': '1.0',
+    'ce-id': event.id,
+    'ce-type': event.type,
+    'ce-source': event.source,
+    ...(event.subject ? { 'ce-subject': event.subject } : {}),
+  };
+  const attempt = async (): Promise<{ res: Answer; authorization?: string }> => {
+    let authorization: string | undefined;
+    try {
+      authorization = await token?.authorization();
+    } catch (error) {
+      // The identity provider being away costs time, never the message.
+      throw new DeliveryFailed(undefined, true, `no deliverer token for ${url}: ${(error as Error).message}`);
+    }
+    try {
+      return { res: await post(new URL(url), authorization ? { ...headers, authorization } : headers, event.data, timeoutMs), authorization };
+    } catch (error) {
+      const timedOut = error instanceof TimedOut;
+      throw new DeliveryFailed(undefined, true, timedOut ? `${url} did not answer within ${timeoutMs} ms` : `${url} unreachable: ${(error as Error).message}`);
+    }
+  };
+  const first = await attempt();
+  let { res } = first;
+  if (res.status === 401 && token && first.authorization) {
+    token.refused(first.authorization);
+    ({ res } = await attempt());
   }
   if (res.status >= 200 && res.status < 300) return;
   const retryable = res.status >= 500 || RETRYABLE.has(res.status);

@@ -1,5 +1,6 @@
 import * as functions from '@google-cloud/functions-framework';
 import { CloudEvent, HTTP, ValidationError, type Headers } from 'cloudevents';
+import { authenticate, deliverersAuthenticated, requireRole } from './auth.js';
 import { problems, sendProblem } from './errors.js';
 import { isJson, keepCallHandler, markRoute, type CallHandler, type FunctionDefinition, type IncomingCall } from './http-function.js';
 import { toJson } from './json.js';
@@ -24,6 +25,13 @@ export interface ReceivedEvent<Data> {
 
 export interface CloudEventFunctionSpec<Data> {
   name: string;
+  /**
+   * The realm role a deliverer's token must carry (a service account's,
+   * fetched with the client credentials grant): without a valid token a
+   * delivery is a 401, with a token lacking the role a 403, unless
+   * CONSUME_ORDER_AUTH=off.
+   */
+  delivererRole: string;
   /** JSON Schema of the event's data. */
   dataSchema: object;
   /** Does the work; what it returns is the 200 answer. Throw a Problem to refuse. */
@@ -48,10 +56,19 @@ const SPEC_VERSION = '1.0';
  */
 export function cloudEventFunction<Data>(spec: CloudEventFunctionSpec<Data>): FunctionDefinition {
   const validate = validator<Data>('data', spec.dataSchema);
+  const checkDeliverer = deliverersAuthenticated();
+  if (!checkDeliverer) {
+    log.warn(
+      { function: spec.name, setting: 'CONSUME_ORDER_AUTH=off' },
+      `CONSUME_ORDER_AUTH=off: ${spec.name} ACCEPTS DELIVERIES FROM ANYONE WHO CAN REACH IT, without a token; only where nothing but the deliverer can`,
+    );
+  }
 
   const serve: CallHandler = async (req, res) => {
     markRoute(res, 'cloudevent');
     try {
+      // The deliverer first: a caller without the role learns nothing else of the function.
+      if (checkDeliverer) requireRole(await authenticate(req.headers), spec.delivererRole);
       if (req.method !== 'POST') throw problems.methodNotAllowed(req.method, ['POST']);
       const event = receive(req);
       const result = await spec.handle({ ...event, data: validate(event.data, event.dataText) });

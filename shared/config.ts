@@ -28,7 +28,7 @@ export function portSetting(name: string, fallback: number, min = 1): number {
 }
 
 /** A secret from the file `<name>_FILE` names (OpenFaaS, Docker secrets), else from `<name>`. */
-function secret(name: string): string | undefined {
+export function secret(name: string): string | undefined {
   const file = process.env[`${name}_FILE`];
   if (!file) return process.env[name] || undefined;
   try {

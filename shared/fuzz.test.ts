@@ -46,10 +46,11 @@ const targets: Target[] = [];
 const agent = new Agent({ keepAlive: true });
 /** The rows this test owns: every write a fuzzed request can make names one of these events. */
 const own = { customerId: 0, otherCustomerId: 0, eventId: 0, otherEventId: 0, venueId: 0, bookingId: '' };
-const auth: Record<'customer' | 'otherCustomer' | 'admin' | 'forged' | 'expired' | 'noRole', string> = {
+const auth: Record<'customer' | 'otherCustomer' | 'admin' | 'deliverer' | 'forged' | 'expired' | 'noRole', string> = {
   customer: '',
   otherCustomer: '',
   admin: '',
+  deliverer: '',
   forged: '',
   expired: '',
   noRole: '',
@@ -66,6 +67,7 @@ before(async () => {
   auth.customer = (await issuer.asCustomer(own.customerId)).authorization!;
   auth.otherCustomer = (await issuer.asCustomer(own.otherCustomerId)).authorization!;
   auth.admin = (await issuer.asAdmin()).authorization!;
+  auth.deliverer = (await issuer.asDeliverer()).authorization!;
   auth.forged = `Bearer ${await issuer.sign({ roles: ['admin'] }, await signingKey())}`;
   auth.expired = `Bearer ${await issuer.sign({ roles: ['admin'], expiresIn: -60 })}`;
   auth.noRole = `Bearer ${await issuer.sign({ customerId: own.customerId, roles: [] })}`;
@@ -337,7 +339,7 @@ const numberCase = (): fc.Arbitrary<NumberCase> => {
   const admin = { authorization: auth.admin };
   const asJson = { ...admin, 'content-type': 'application/json' };
   const ids = { userId: String(own.customerId), eventId: String(own.eventId), ticketCount: '1' };
-  const cloudEvent = { 'content-type': 'application/json', 'ce-id': 'fuzz', 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/fuzz', 'ce-specversion': '1.0' };
+  const cloudEvent = { authorization: auth.deliverer, 'content-type': 'application/json', 'ce-id': 'fuzz', 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/fuzz', 'ce-specversion': '1.0' };
   // An empty path segment is another path, not an empty id.
   const inPath = numeral().filter((text) => text !== '');
   return fc.oneof(

@@ -124,13 +124,13 @@ test('a CloudEvent whose data writes an integer with a fraction is a 400 naming 
   const data = (written: string) => `{"bookingId":"${randomUUID()}","userId":1,"eventId":1,"ticketCount":${written}}`;
   const binary = await fetch(urls.consumeOrder, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'ce-id': 'n1', 'ce-type': 't', 'ce-source': '/test', 'ce-specversion': '1.0' },
+    headers: { ...(await issuer.asDeliverer()), 'content-type': 'application/json', 'ce-id': 'n1', 'ce-type': 't', 'ce-source': '/test', 'ce-specversion': '1.0' },
     body: data('2.0'),
   });
   await assertRefused(binary, 'data/ticketCount');
   const structured = await fetch(urls.consumeOrder, {
     method: 'POST',
-    headers: { 'content-type': 'application/cloudevents+json' },
+    headers: { ...(await issuer.asDeliverer()), 'content-type': 'application/cloudevents+json' },
     body: `{"specversion":"1.0","id":"n2","type":"t","source":"/test","data":${data('0.9999999999999999999')}}`,
   });
   await assertRefused(structured, 'data/ticketCount');

@@ -52,6 +52,7 @@ test('through Kafka: concurrent bookings sell exactly the capacity, and every ac
     groupId: `flow-${process.pid}-${Date.now()}`,
     deadLetterTopic: topics.bookingDeadLetter,
     target: orders.url,
+    token: issuer.deliverer,
     retryDelayMs: 50,
   });
   t.after(() => trigger.stop());
@@ -97,7 +98,7 @@ test('without Kafka: the outbox goes straight to consume-order and the booking i
   const userId = await createCustomer();
 
   assert.equal((await post(booking.url, { userId, eventId, ticketCount: 2 })).status, 201);
-  const relay = startRelay(directSink(orders.url));
+  const relay = startRelay(directSink(orders.url, issuer.deliverer));
   await relay.flush();
   await relay.stop();
 

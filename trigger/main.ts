@@ -23,6 +23,7 @@ try {
 }
 labelRegistry('trigger');
 log.setBindings({ function: 'trigger' });
+if (!settings.token) log.warn('CONSUME_ORDER_AUTH=off: deliveries carry no token; consume-order must not check one');
 
 let trigger: Trigger | undefined;
 let stopping = false;
@@ -62,6 +63,7 @@ try {
     groupId: settings.groupId,
     deadLetterTopic: settings.deadLetterTopic,
     target: settings.target,
+    token: settings.token,
     retryDelayMs: settings.retryBaseMs,
     retryMaxMs: settings.retryMaxMs,
     deliveryTimeoutMs: settings.deliveryTimeoutMs,

@@ -1,9 +1,12 @@
 import { ConfigError, integerSetting } from '../shared/config.js';
 import { kafkaBrokers, kafkaClientSettings, topics, topicSettings } from '../shared/kafka.js';
+import { delivererToken, type ServiceToken } from '../shared/service-token.js';
 
 export interface TriggerSettings {
   brokers: string[];
   target: string;
+  /** Undefined only with CONSUME_ORDER_AUTH=off. */
+  token: ServiceToken | undefined;
   topic: string;
   groupId: string;
   deadLetterTopic: string;
@@ -34,6 +37,7 @@ export function triggerSettings(): TriggerSettings {
   return {
     brokers,
     target,
+    token: delivererToken(),
     topic: process.env.TRIGGER_TOPIC || topics.booking,
     groupId: process.env.TRIGGER_GROUP || 'order-service',
     deadLetterTopic: process.env.TRIGGER_DEAD_LETTER_TOPIC || topics.bookingDeadLetter,

@@ -4,10 +4,11 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { test, type TestContext } from 'node:test';
+import { before, test, type TestContext } from 'node:test';
+import { authenticate, DELIVERER_ROLE } from '../shared/auth.js';
 import { createKafka, type Kafka } from '../shared/kafka.js';
 import { registry, triggerLag } from '../shared/metrics.js';
-import { eventually, kafkaOrSkip, metricValue } from '../shared/test-support/index.js';
+import { eventually, kafkaOrSkip, metricValue, useTestIssuer, type TestIssuer } from '../shared/test-support/index.js';
 import { freePort } from '../scripts/functions.js';
 import { startTrigger } from './trigger.js';
 
@@ -202,8 +203,12 @@ test('a message the target refuses with a 400, or that is not JSON, is dead-lett
 });
 
 /** trigger/main.ts as its own process, the way its container runs it. */
+/** The issuer the trigger processes get their deliverer token from. */
+let issuer: TestIssuer;
+before(async () => (issuer = await useTestIssuer()));
+
 function runMain(t: TestContext, env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'trigger/main.ts'], { env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'trigger/main.ts'], { env: { ...process.env, LOG_LEVEL: 'info', ...issuer.delivererEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = { text: '' };
   child.stdout.on('data', (chunk: Buffer) => (output.text += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output.text += chunk.toString()));
@@ -231,12 +236,14 @@ test('trigger/main.ts: /_/ready waits for the group join and a ready target; a S
   const kafkaTopics = await topicsOfTheirOwn(t, kafka, 2);
   let targetReady = false;
   const received: string[] = [];
+  const authorizations = new Set<string | undefined>();
   const fn = createServer((req, res) => {
     if (req.url === '/_/ready') {
       res.statusCode = targetReady ? 200 : 503;
       return void res.end();
     }
     received.push(String(req.headers['ce-subject']));
+    authorizations.add(req.headers.authorization);
     req.resume().on('end', () => res.end());
   }).listen(0, '127.0.0.1');
   await once(fn, 'listening');
@@ -274,6 +281,9 @@ test('trigger/main.ts: /_/ready waits for the group join and a ready target; a S
   await kafkaTopics.produce(1, asMessages(keys('p1-', 3)));
   await eventually('both partitions delivered by the second trigger', async () => (received.length >= 6 ? true : undefined));
   assert.deepEqual([...received].sort(), [...keys('p0-', 3), ...keys('p1-', 3)].sort());
+  // Each delivery carries the deliverers' token, fetched once by the client credentials grant.
+  assert.equal(authorizations.size, 1);
+  assert.deepEqual((await authenticate({ authorization: [...authorizations][0] })).roles, [DELIVERER_ROLE]);
   first.child.kill('SIGKILL');
 
   second.child.kill('SIGTERM');
@@ -285,7 +295,7 @@ test('trigger/main.ts: /_/ready waits for the group join and a ready target; a S
 test('trigger/main.ts refuses a bad setting at start-up: exit 1 with a clear message', async (t) => {
   const brokers = kafkaOrSkip(t);
   if (!brokers) return;
-  const good = { KAFKA_BROKERS: brokers.join(','), CONSUME_ORDER_URL: 'http://127.0.0.1:9', TRIGGER_GROUP: `never-${randomUUID()}` };
+  const good = { KAFKA_BROKERS: brokers.join(','), CONSUME_ORDER_URL: 'http://127.0.0.1:9', TRIGGER_GROUP: `never-${randomUUID()}`, ...issuer.delivererEnv };
   const cases: [Record<string, string>, RegExp][] = [
     [{ KAFKA_BROKERS: '' }, /KAFKA_BROKERS is required/],
     [{ CONSUME_ORDER_URL: 'not a url' }, /CONSUME_ORDER_URL must be an http\(s\) URL/],
@@ -297,6 +307,8 @@ test('trigger/main.ts refuses a bad setting at start-up: exit 1 with a clear mes
     [{ KAFKA_TOPIC_PARTITIONS: '0' }, /KAFKA_TOPIC_PARTITIONS must be an integer >= 1/],
     [{ KAFKA_MIN_INSYNC_REPLICAS: '2' }, /KAFKA_MIN_INSYNC_REPLICAS \(2\) cannot exceed KAFKA_REPLICATION_FACTOR \(1\)/],
     [{ KAFKA_REQUEST_TIMEOUT_MS: 'soon' }, /KAFKA_REQUEST_TIMEOUT_MS must be an integer >= 1000/],
+    [{ DELIVERER_CLIENT_SECRET: '' }, /DELIVERER_CLIENT_SECRET \(or DELIVERER_CLIENT_SECRET_FILE\) is required/],
+    [{ CONSUME_ORDER_AUTH: 'maybe' }, /CONSUME_ORDER_AUTH must be on or off, got "maybe"/],
   ];
   for (const [bad, message] of cases) {
     const run = spawnSync(process.execPath, ['--import', 'tsx', 'trigger/main.ts'], { env: { ...process.env, ...good, ...bad }, encoding: 'utf8', timeout: 30_000 });

@@ -3,6 +3,7 @@ import type { Consumer, EachBatchPayload, KafkaMessage, Producer } from '../shar
 import { createKafka, ensureTopics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { triggerDeliveries, triggerLag, triggerPausedPartitions, triggerRedeliveries, triggerRetryAge } from '../shared/metrics.js';
+import type { ServiceToken } from '../shared/service-token.js';
 
 export interface TriggerOptions {
   brokers: string[];
@@ -11,6 +12,8 @@ export interface TriggerOptions {
   deadLetterTopic: string;
   /** The function to deliver to, e.g. consume-order's URL. */
   target: string;
+  /** The deliverer's token, sent with every delivery (none without it). */
+  token?: ServiceToken;
   /** First retry delay; each next one doubles (jittered), up to retryMaxMs. */
   retryDelayMs?: number;
   retryMaxMs?: number;
@@ -249,7 +252,7 @@ export async function startTrigger(options: TriggerOptions): Promise<Trigger> {
           subject: message.key?.toString(),
           data: message.value!.toString('utf8'),
         },
-        deliveryTimeoutMs,
+        { timeoutMs: deliveryTimeoutMs, token: options.token },
       );
     } catch (error) {
       if (error instanceof DeliveryFailed && !error.retryable) return deadLetter(topic, partition, message, error.message);

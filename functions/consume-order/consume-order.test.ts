@@ -1,15 +1,29 @@
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { signingKey } from '../../scripts/dev-issuer.js';
+import { freePort, untilReady } from '../../scripts/functions.js';
+import { DELIVERER_ROLE } from '../../shared/auth.js';
 import { deliverCloudEvent } from '../../shared/cloudevent-delivery.js';
 import { pool } from '../../shared/db.js';
-import { createCustomer, createEvent, metricValue, serve, type RunningFunction } from '../../shared/test-support/index.js';
+import { createCustomer, createEvent, metricValue, serve, useTestIssuer, type RunningFunction, type TestIssuer } from '../../shared/test-support/index.js';
 import { confirmations } from './confirm.js';
 import consumeOrder from './index.js';
 
 let fn: RunningFunction;
-before(async () => (fn = await serve(consumeOrder)));
-after(() => fn.stop());
+let issuer: TestIssuer;
+/** The deliverers' Authorization header, got by the client credentials grant as the trigger gets it. */
+let deliverer: Record<string, string>;
+before(async () => {
+  issuer = await useTestIssuer();
+  deliverer = await issuer.asDeliverer();
+  fn = await serve(consumeOrder);
+});
+after(async () => {
+  await fn.stop();
+  await issuer.stop();
+});
 
 interface Booking {
   bookingId: string;
@@ -33,8 +47,9 @@ async function pendingBooking(ticketCount = 2): Promise<Booking> {
 
 const BINARY_HEADERS = { 'ce-specversion': '1.0', 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/test', 'content-type': 'application/json' };
 
+/** POSTs as the deliverer, unless `headers` names another Authorization. */
 function post(headers: Record<string, string>, body?: string | Buffer): Promise<Response> {
-  return fetch(fn.url, { method: 'POST', headers, body });
+  return fetch(fn.url, { method: 'POST', headers: { ...deliverer, ...headers }, body });
 }
 
 /** A binary CloudEvent; `data` given as a string is sent as that exact JSON text. */
@@ -75,6 +90,59 @@ test('a booking message becomes one order and confirms the booking', async () =>
   const answer = (await res.json()) as { outcome: string; orderId: string };
   assert.equal(answer.outcome, 'created');
   assert.deepEqual(await state(booking), { status: 'CONFIRMED', orders: 1, total: '25.00', left_capacity: 8 });
+});
+
+test("only the deliverers' service account may deliver: no token or a bad one is a 401 problem, a customer's or an admin's token a 403, and none writes anything; /metrics and the probes need no token", async () => {
+  const booking = await pendingBooking(2);
+  const headers = { ...BINARY_HEADERS, 'ce-id': randomUUID() };
+  const send = (authorization?: string) => fetch(fn.url, { method: 'POST', headers: authorization ? { ...headers, authorization } : headers, body: JSON.stringify(booking) });
+
+  const none = await send();
+  assert.equal(none.status, 401);
+  assert.equal(none.headers.get('content-type'), 'application/problem+json');
+  assert.match(none.headers.get('www-authenticate') ?? '', /^Bearer /);
+  const refused: [string, string | undefined, number][] = [
+    ['a customer', (await issuer.asCustomer(booking.userId)).authorization, 403],
+    ['an admin', (await issuer.asAdmin()).authorization, 403],
+    ['the role as a plain top-level claim', `Bearer ${await issuer.sign({ extra: { roles: [DELIVERER_ROLE] } })}`, 403],
+    ['the role, signed with another key', `Bearer ${await issuer.sign({ roles: [DELIVERER_ROLE] }, await signingKey())}`, 401],
+    ['the role, expired', `Bearer ${await issuer.sign({ roles: [DELIVERER_ROLE], expiresIn: -60 })}`, 401],
+    ['the role, for another audience', `Bearer ${await issuer.sign({ roles: [DELIVERER_ROLE], audience: 'another-api' })}`, 401],
+    ['not a bearer token', 'Basic Ym94b2ZmaWNlLWRlbGl2ZXJlcjpzZWNyZXQ=', 401],
+  ];
+  for (const [who, authorization, status] of refused) {
+    const problem = await problemOf(await send(authorization));
+    assert.deepEqual([problem.status, problem.contentType], [status, 'application/problem+json'], `${who}: ${problem.detail}`);
+  }
+  // Nothing else of the function shows without the token: a GET is a 401 too, not a 405.
+  assert.equal((await fetch(fn.url)).status, 401);
+  assert.deepEqual(await state(booking), { status: 'PENDING', orders: 0, total: null, left_capacity: 8 });
+  for (const path of ['/metrics', '/_/health', '/_/ready']) assert.equal((await fetch(`${fn.url}${path}`)).status, 200, `${path} needs no token`);
+
+  assert.equal((await send(deliverer.authorization)).status, 200);
+  assert.equal((await state(booking)).status, 'CONFIRMED');
+});
+
+test('CONSUME_ORDER_AUTH=off: consume-order says so loudly at start and accepts a delivery without a token; a value other than on or off stops it with one line', async (t) => {
+  const port = await freePort();
+  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', OIDC_ISSUER: '', LOG_LEVEL: 'warn' };
+  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/run.ts', 'consume-order'], { env: { ...env, CONSUME_ORDER_AUTH: 'off' } });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  t.after(() => child.kill('SIGKILL'));
+  await untilReady(`http://127.0.0.1:${port}`);
+
+  const booking = await pendingBooking(1);
+  const res = await fetch(`http://127.0.0.1:${port}`, { method: 'POST', headers: { ...BINARY_HEADERS, 'ce-id': randomUUID() }, body: JSON.stringify(booking) });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.equal((await state(booking)).status, 'CONFIRMED');
+  for (let look = 0; !output.includes('CONSUME_ORDER_AUTH=off') && look < 100; look += 1) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.match(output, /"level":40.*CONSUME_ORDER_AUTH=off: consume-order ACCEPTS DELIVERIES FROM ANYONE/, output);
+
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', 'shared/run.ts', 'consume-order'], { env: { ...env, PORT: String(await freePort()), CONSUME_ORDER_AUTH: 'no' }, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(bad.status, 1, bad.stderr);
+  assert.equal(bad.stderr.trim(), 'boxoffice consume-order: CONSUME_ORDER_AUTH must be on or off, got "no"');
 });
 
 test('the same message delivered again is a 200 no-op: still one order, capacity lowered once', async () => {
@@ -171,7 +239,7 @@ test('a binary CloudEvent without a Content-Type is still read as JSON', async (
   const booking = await pendingBooking(1);
   const res = await fetch(fn.url, {
     method: 'POST',
-    headers: { 'ce-specversion': '1.0', 'ce-id': 'x', 'ce-type': 't', 'ce-source': '/s' },
+    headers: { ...deliverer, 'ce-specversion': '1.0', 'ce-id': 'x', 'ce-type': 't', 'ce-source': '/s' },
     body: Buffer.from(JSON.stringify(booking)),
   });
   assert.equal(res.status, 200);
@@ -181,7 +249,7 @@ test('a binary CloudEvent without a Content-Type is still read as JSON', async (
 test("the binary event the trigger delivers, with book's exact total, confirms the booking", async () => {
   const booking = await pendingBooking(2);
   const event = { id: 'partition:0/offset:7', type: 'dev.knative.kafka.event', source: '/boxoffice/trigger/booking', subject: booking.bookingId };
-  await deliverCloudEvent(fn.url, { ...event, data: messageText(booking) });
+  await deliverCloudEvent(fn.url, { ...event, data: messageText(booking) }, { token: issuer.deliverer });
   assert.deepEqual(await state(booking), { status: 'CONFIRMED', orders: 1, total: '25.00', left_capacity: 8 });
 });
 
@@ -189,7 +257,7 @@ test('a structured-mode CloudEvent is accepted', async () => {
   const booking = await pendingBooking(1);
   const res = await fetch(fn.url, {
     method: 'POST',
-    headers: { 'content-type': 'application/cloudevents+json' },
+    headers: { ...deliverer, 'content-type': 'application/cloudevents+json' },
     body: JSON.stringify({ specversion: '1.0', id: 'e-1', type: 'dev.knative.kafka.event', source: '/s', data: booking }),
   });
   assert.equal(res.status, 200);
@@ -200,7 +268,7 @@ test("OpenFaaS kafka-connector's raw message is accepted", async () => {
   const booking = await pendingBooking(1);
   const res = await fetch(fn.url, {
     method: 'POST',
-    headers: { 'x-topic': 'booking', 'x-kafka-partition': '0', 'x-kafka-offset': '42', 'x-kafka-key': booking.bookingId },
+    headers: { ...deliverer, 'x-topic': 'booking', 'x-kafka-partition': '0', 'x-kafka-offset': '42', 'x-kafka-key': booking.bookingId },
     body: messageText(booking, {}, '12.50'),
   });
   assert.equal(res.status, 200);
@@ -208,10 +276,10 @@ test("OpenFaaS kafka-connector's raw message is accepted", async () => {
 });
 
 test('a request that is no CloudEvent is a 400 problem; a GET is a 405', async () => {
-  const res = await fetch(fn.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  const res = await post({ 'content-type': 'application/json' }, '{}');
   assert.equal(res.status, 400);
   assert.equal(((await res.json()) as { type: string }).type, 'urn:boxoffice:problem:not-a-cloudevent');
-  assert.equal((await fetch(fn.url)).status, 405);
+  assert.equal((await fetch(fn.url, { headers: deliverer })).status, 405);
   assert.equal((await fetch(`${fn.url}/_/health`)).status, 200);
 });
 

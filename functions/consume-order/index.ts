@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { DELIVERER_ROLE } from '../../shared/auth.js';
 import { cloudEventFunction, type ReceivedEvent } from '../../shared/cloudevent-function.js';
 import { pool } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
@@ -29,6 +30,8 @@ interface BookingAccepted {
  */
 export default cloudEventFunction<BookingAccepted>({
   name: 'consume-order',
+  // Only the deliverers' service account (the trigger, the relay) may confirm orders.
+  delivererRole: DELIVERER_ROLE,
   dataSchema: {
     type: 'object',
     properties: {

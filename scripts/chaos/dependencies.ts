@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { DELIVERER_ROLE } from '../../shared/auth.js';
 import { createKafka } from '../../shared/kafka.js';
+import { DELIVERER_CLIENT_ID } from '../../shared/service-token.js';
 import { demoUsers, signingKey, signToken, startDevIssuer, type DevIssuer } from '../dev-issuer.js';
 import { freePort } from '../functions.js';
 import { localPostgres, type LocalPostgres } from '../local-postgres.js';
@@ -87,6 +90,8 @@ export interface OwnedIssuer {
   readonly issuer: string;
   /** `Authorization` header of demo customer 1, 2 or 3. */
   bearer(customerId: number): Promise<string>;
+  /** The deliverers' client settings, for the relay and the trigger `npm start` runs. */
+  delivererEnv: Record<string, string>;
   takeAway(): Promise<void>;
   bringBack(): Promise<void>;
   close(): Promise<void>;
@@ -95,7 +100,8 @@ export interface OwnedIssuer {
 export async function ownIssuer(): Promise<OwnedIssuer> {
   const key = await signingKey();
   const port = await freePort();
-  let server: DevIssuer | undefined = await startDevIssuer(key, port);
+  const clients = [{ clientId: DELIVERER_CLIENT_ID, secret: randomBytes(16).toString('hex'), roles: [DELIVERER_ROLE] }];
+  let server: DevIssuer | undefined = await startDevIssuer(key, port, { clients });
   const issuer = server.issuer;
   let closed = false;
   const users = Object.entries(demoUsers).filter(([, user]) => user.customerId !== undefined);
@@ -105,12 +111,13 @@ export async function ownIssuer(): Promise<OwnedIssuer> {
       const [subject, user] = users.find(([, u]) => u.customerId === customerId)!;
       return `Bearer ${await signToken(key, { subject, ...user, issuer })}`;
     },
+    delivererEnv: { DELIVERER_CLIENT_ID: clients[0]!.clientId, DELIVERER_CLIENT_SECRET: clients[0]!.secret },
     async takeAway() {
       await server?.stop();
       server = undefined;
     },
     async bringBack() {
-      if (!closed) server ??= await startDevIssuer(key, port);
+      if (!closed) server ??= await startDevIssuer(key, port, { clients });
     },
     async close() {
       closed = true;

@@ -197,6 +197,7 @@ async function scenario(harness: Harness, fault: Fault, size: Sizing, options: S
       databaseUrl,
       brokers: harness.kafka.brokers,
       issuer: harness.issuer.issuer,
+      delivererEnv: harness.issuer.delivererEnv,
       topic,
       group: topic,
       ports: { gateway: await freePort(), functions: await freePortBlock(12), devIssuer: await freePort() },

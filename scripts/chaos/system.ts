@@ -10,6 +10,8 @@ export interface SystemSettings {
   databaseUrl: string;
   brokers: string[];
   issuer: string;
+  /** The deliverers' client at that issuer (DELIVERER_CLIENT_ID, DELIVERER_CLIENT_SECRET). */
+  delivererEnv: Record<string, string>;
   topic: string;
   group: string;
   ports: { gateway: number; functions: number; devIssuer: number };
@@ -89,13 +91,14 @@ export async function startSystem(settings: SystemSettings): Promise<RunningSyst
     BOOKING_TOPIC: settings.topic,
     TRIGGER_GROUP: settings.group,
     OIDC_ISSUER: settings.issuer,
+    ...settings.delivererEnv,
     GATEWAY_PORT: String(settings.ports.gateway),
     FUNCTIONS_BASE_PORT: String(settings.ports.functions),
     DEV_ISSUER_PORT: String(settings.ports.devIssuer),
     // The request lines are how 500s are counted.
     LOG_LEVEL: 'info',
   };
-  for (const name of ['DATABASE_URL_FILE', 'CONSUME_ORDER_URL', 'OIDC_JWKS_URL', 'TRIGGER_TOPIC', 'TRIGGER_DEAD_LETTER_TOPIC']) delete env[name];
+  for (const name of ['DATABASE_URL_FILE', 'CONSUME_ORDER_URL', 'OIDC_JWKS_URL', 'TRIGGER_TOPIC', 'TRIGGER_DEAD_LETTER_TOPIC', 'DELIVERER_CLIENT_SECRET_FILE', 'DELIVERER_TOKEN_URL']) delete env[name];
   // detached: a process group of its own, so the harness can stop all of it and nothing else.
   const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = start.pid!;

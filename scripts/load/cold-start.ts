@@ -162,14 +162,14 @@ async function baselines(): Promise<Target[]> {
  */
 async function targetFor(name: string, setup: LoadSetup, warm: Started[]): Promise<Target> {
   // The image's environment (NODE_ENV=production, no NODE_OPTIONS) and the run's settings.
-  const env = { NODE_ENV: 'production', NODE_OPTIONS: '', DATABASE_URL: setup.databaseUrl, OIDC_ISSUER: setup.issuer, KAFKA_BROKERS: '' };
+  const env = { NODE_ENV: 'production', NODE_OPTIONS: '', DATABASE_URL: setup.databaseUrl, OIDC_ISSUER: setup.issuer, ...setup.delivererEnv, KAFKA_BROKERS: '' };
   if (name === 'relay') {
     const consumeOrder = await startProcess('consume-order (warm)', ['shared/run.ts', 'consume-order'], { ...env, FUNCTION_NAME: 'consume-order' });
     warm.push(consumeOrder);
     return { name, kind: 'worker', args: [`${root}dist/relay/main.js`], env: { ...env, CONSUME_ORDER_URL: consumeOrder.url }, request: { method: 'GET', path: '/_/ready' } };
   }
   // A big event, so that every round's booking is accepted.
-  const request = name === 'book' ? bookingRequest(await createEvent(setup.db, 1_000_000), setup.authorization) : await requestFor(name, setup.db, setup.authorization);
+  const request = name === 'book' ? bookingRequest(await createEvent(setup.db, 1_000_000), setup.authorization) : await requestFor(name, setup.db, setup.authorization, setup.delivererAuthorization);
   return { name, kind: 'function', args: [`${root}dist/shared/run.js`], env: { ...env, FUNCTION_NAME: name }, request };
 }
 

@@ -10,8 +10,8 @@ export interface Request {
 
 const json = { 'content-type': 'application/json' };
 
-/** The request of every function's load but book's, with the rows it needs. */
-export async function requestFor(fn: string, db: pg.Client, authorization: string): Promise<Request> {
+/** The request of every function's load but book's, with the rows it needs; consume-order's carries the deliverers' token. */
+export async function requestFor(fn: string, db: pg.Client, authorization: string, delivererAuthorization: string): Promise<Request> {
   switch (fn) {
     case 'list-events':
       return { method: 'GET', path: '/api/v1/inventory/events' };
@@ -30,7 +30,7 @@ export async function requestFor(fn: string, db: pg.Client, authorization: strin
       return {
         method: 'POST',
         path: '/',
-        headers: { ...json, 'ce-specversion': '1.0', 'ce-id': 'load', 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/load' },
+        headers: { ...json, authorization: delivererAuthorization, 'ce-specversion': '1.0', 'ce-id': 'load', 'ce-type': 'dev.knative.kafka.event', 'ce-source': '/load' },
         body: JSON.stringify({ bookingId, userId: 1, eventId: 1, ticketCount: 1 }),
       };
     }

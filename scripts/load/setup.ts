@@ -1,5 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { DELIVERER_ROLE } from '../../shared/auth.js';
 import { migrateDatabase } from '../../shared/migrate.js';
+import { DELIVERER_CLIENT_ID, serviceToken } from '../../shared/service-token.js';
 import { demoUsers, signingKey, signToken, startDevIssuer } from '../dev-issuer.js';
 import { dropDatabase, ensureDatabase, localPostgres } from '../local-postgres.js';
 
@@ -11,6 +14,10 @@ export interface LoadSetup {
   issuer: string;
   /** A bearer token of the demo user alice (customer 1). */
   authorization: string;
+  /** The deliverers' bearer token (client credentials grant), as consume-order needs it. */
+  delivererAuthorization: string;
+  /** The settings of a deliverer process (the relay, the trigger) for this issuer. */
+  delivererEnv: Record<string, string>;
   /** Connected to the server's admin database, to read pg_stat_activity of the load database. */
   admin: pg.Client;
   /** Connected to the load database, for the rows a scenario needs and its checks. */
@@ -36,7 +43,9 @@ export async function openLoad(): Promise<LoadSetup> {
     const databaseUrl = await ensureDatabase(server.adminUrl, database);
     closing.push(() => dropDatabase(server.adminUrl, database));
     const key = await signingKey();
-    const issuer = await startDevIssuer(key);
+    // The deliverers' tokens outlive any run: autocannon sends one header throughout.
+    const deliverer = { clientId: DELIVERER_CLIENT_ID, secret: randomBytes(16).toString('hex'), roles: [DELIVERER_ROLE], tokenLifetime: 86_400 };
+    const issuer = await startDevIssuer(key, 0, { clients: [deliverer] });
     closing.push(() => issuer.stop());
     await migrateDatabase(databaseUrl, { demoData: true });
     const admin = new pg.Client({ connectionString: server.adminUrl, application_name: 'boxoffice-load' });
@@ -44,7 +53,9 @@ export async function openLoad(): Promise<LoadSetup> {
     closing.push(() => Promise.all([admin.end(), db.end()]));
     await Promise.all([admin.connect(), db.connect()]);
     const authorization = `Bearer ${await signToken(key, { subject: 'alice', ...demoUsers.alice!, issuer: issuer.issuer })}`;
-    return { database, databaseUrl, issuer: issuer.issuer, authorization, admin, db, close };
+    const delivererAuthorization = await serviceToken({ issuer: issuer.issuer, clientId: deliverer.clientId, clientSecret: deliverer.secret }).authorization();
+    const delivererEnv = { DELIVERER_CLIENT_ID: deliverer.clientId, DELIVERER_CLIENT_SECRET: deliverer.secret };
+    return { database, databaseUrl, issuer: issuer.issuer, authorization, delivererAuthorization, delivererEnv, admin, db, close };
   } catch (error) {
     await close();
     throw error;

@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { signingKey, signToken, startDevIssuer, type SigningKey, type TokenClaims } from '../../scripts/dev-issuer.js';
+import { DELIVERER_ROLE } from '../auth.js';
 import { pool } from '../db.js';
 import { createFunctionHost, type HostOptions } from '../host.js';
 import type { FunctionDefinition } from '../http-function.js';
+import { DELIVERER_CLIENT_ID, serviceToken, type ServiceToken } from '../service-token.js';
 
 export interface RunningFunction {
   url: string;
@@ -99,6 +102,12 @@ export interface TestIssuer {
   /** `Authorization` headers of a customer's token, or an admin's. */
   asCustomer(customerId: number): Promise<Record<string, string>>;
   asAdmin(): Promise<Record<string, string>>;
+  /** `Authorization` headers of the deliverers' service account, got by the client credentials grant as the trigger gets it. */
+  asDeliverer(): Promise<Record<string, string>>;
+  /** The deliverers' token, for a trigger or relay sink the test runs. */
+  deliverer: ServiceToken;
+  /** The settings of a deliverer process (trigger/main.ts, relay/main.ts) that trusts this issuer. */
+  delivererEnv: Record<string, string>;
   /** A token with any claims changed, for the negative cases. */
   sign(claims: Partial<TokenClaims>, key?: SigningKey): Promise<string>;
   stop(): Promise<void>;
@@ -107,18 +116,24 @@ export interface TestIssuer {
 /**
  * Starts a token issuer on loopback and points this process's token
  * verification at it (OIDC_ISSUER): the real verification code, fetching
- * the real JWKS, with tokens the test makes.
+ * the real JWKS, with tokens the test makes, and the deliverers' client
+ * (a fresh secret) at its token endpoint.
  */
 export async function useTestIssuer(): Promise<TestIssuer> {
   const key = await signingKey();
-  const { issuer, stop } = await startDevIssuer(key);
+  const client = { clientId: DELIVERER_CLIENT_ID, secret: randomBytes(16).toString('hex'), roles: [DELIVERER_ROLE] };
+  const { issuer, stop } = await startDevIssuer(key, 0, { clients: [client] });
   process.env.OIDC_ISSUER = issuer;
+  const deliverer = serviceToken({ issuer, clientId: client.clientId, clientSecret: client.secret });
   const sign = (claims: Partial<TokenClaims>, signWith = key) => signToken(signWith, { subject: 'test-user', roles: [], issuer, ...claims });
   const bearer = async (claims: Partial<TokenClaims>) => ({ authorization: `Bearer ${await sign(claims)}` });
   return {
     issuer,
     asCustomer: (customerId) => bearer({ subject: `customer-${customerId}`, customerId, roles: ['customer'] }),
     asAdmin: () => bearer({ subject: 'admin', roles: ['admin'] }),
+    asDeliverer: async () => ({ authorization: await deliverer.authorization() }),
+    deliverer,
+    delivererEnv: { OIDC_ISSUER: issuer, DELIVERER_CLIENT_ID: client.clientId, DELIVERER_CLIENT_SECRET: client.secret },
     sign,
     stop,
   };
