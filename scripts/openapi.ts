@@ -16,6 +16,14 @@ interface ObjectSchema {
   required?: string[];
 }
 
+/** What a 409 means, for the functions that answer one. */
+const conflicts: Record<string, string> = {
+  book: 'Not enough tickets left, or the per-customer maximum reached (limit and mayStillBook say how far)',
+  'create-event': 'The event does not fit in its venue',
+  'update-event': 'The sale has started, or the event does not fit in its venue',
+  'update-venue': 'The venue would hold fewer than one of its events',
+};
+
 const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } });
 
 /**
@@ -43,7 +51,8 @@ export function openApiDocument(definitions: FunctionDefinition[]): object {
         400: problem('The request is not valid; invalidParams names each fault'),
         ...(fn.access === 'token' ? { 401: problem('No valid bearer token'), 403: problem('The token may not act for this customer') } : {}),
         404: problem('Not found'),
-        ...(fn.name === 'book' ? { 409: problem('Not enough tickets left'), 422: problem('Idempotency-Key reused with another body') } : {}),
+        ...(fn.name in conflicts ? { 409: problem(conflicts[fn.name]!) } : {}),
+        ...(fn.name === 'book' ? { 422: problem('Idempotency-Key reused with another body') } : {}),
         503: problem('Shedding load or shutting down; retry after Retry-After'),
       },
     };

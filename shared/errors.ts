@@ -19,7 +19,7 @@ export class Problem extends Error {
     readonly code: string,
     readonly title: string,
     readonly detail?: string,
-    readonly extra: { invalidParams?: InvalidParam[]; headers?: Record<string, string> } = {},
+    readonly extra: { invalidParams?: InvalidParam[]; headers?: Record<string, string>; members?: Record<string, unknown> } = {},
   ) {
     super(detail ?? title);
     this.name = 'Problem';
@@ -50,6 +50,17 @@ export const problems = {
     new Problem(503, 'auth-unavailable', 'Cannot check tokens right now', detail, { headers: { 'Retry-After': '5' } }),
   notEnoughTickets: (eventId: number, left: number) =>
     new Problem(409, 'not-enough-tickets', 'Not enough tickets left', `Event ${eventId} has ${left} tickets left`),
+  // The figures as members too (RFC 9457 extensions), so a client need not read them out of the detail.
+  ticketLimitReached: (eventId: number, limit: number, mayStillBook: number) =>
+    new Problem(
+      409,
+      'ticket-limit-reached',
+      'Per-customer ticket limit reached',
+      `Event ${eventId} allows at most ${limit} tickets per customer; you may book ${mayStillBook} more`,
+      { members: { limit, mayStillBook } },
+    ),
+  saleStarted: (detail: string) => new Problem(409, 'sale-started', 'The sale has started', detail),
+  capacityExceedsVenue: (detail: string) => new Problem(409, 'capacity-exceeds-venue', 'More tickets than the venue holds', detail),
   idempotencyKeyReused: () =>
     new Problem(422, 'idempotency-key-reused', 'Idempotency-Key already used', 'This Idempotency-Key was used with a different request body'),
   notACloudEvent: (detail: string) => new Problem(400, 'not-a-cloudevent', 'Request is not a CloudEvent', detail),
@@ -116,6 +127,7 @@ export function problemText(problem: Problem, instance?: string): string {
     ...(problem.detail === undefined ? {} : { detail: problem.detail }),
     ...(instance === undefined ? {} : { instance }),
     ...(problem.extra.invalidParams ? { invalidParams: problem.extra.invalidParams } : {}),
+    ...problem.extra.members,
   });
 }
 

@@ -12,6 +12,8 @@ export interface HttpRequest<Params, Query, Body> {
   params: Params;
   query: Query;
   body: Body;
+  /** The body's text as it came: what JSON.parse loses (an exact decimal) is read from it. */
+  bodyText?: string;
   headers: IncomingHttpHeaders;
   requestId: string;
   /** The caller; `anonymous` on public routes. */
@@ -127,10 +129,12 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
       const principal = spec.access === 'token' ? await authenticate(req.headers) : anonymous;
       validate.header?.({ ...req.headers });
 
+      const bodyText = validate.body && req.rawBody?.toString('utf8');
       const result = await spec.handle({
         params: validate.path(rawParams),
         query: validate.query({ ...req.query }),
-        body: readBody(validate.body, req),
+        body: readBody(validate.body, req, bodyText),
+        bodyText,
         headers: req.headers,
         requestId,
         principal,
@@ -160,12 +164,12 @@ export function httpFunction<Params = Record<string, never>, Query = Record<stri
   };
 }
 
-function readBody<Body>(validate: Validator<Body> | undefined, req: IncomingCall): Body {
+function readBody<Body>(validate: Validator<Body> | undefined, req: IncomingCall, text: string | undefined): Body {
   if (!validate) return undefined as Body;
   const contentType = req.headers['content-type'];
   if (!isJson(contentType)) throw problems.unsupportedMediaType(contentType ?? '');
   // The text too: whether a number was written as an integer is lost in parsing.
-  return validate(req.body, req.rawBody && { json: req.rawBody.toString('utf8'), path: [] });
+  return validate(req.body, text === undefined ? undefined : { json: text, path: [] });
 }
 
 export function isJson(contentType: string | undefined): boolean {

@@ -34,7 +34,7 @@ export const inflightShed = new Counter({
 // dashboards select them by function.
 export const bookingOutcomes = new Counter({
   name: 'boxoffice_bookings_total',
-  help: 'Booking requests by outcome (accepted, replayed, sold_out, unknown_customer, unknown_event, key_reused)',
+  help: 'Booking requests by outcome (accepted, replayed, sold_out, over_limit, unknown_customer, unknown_event, key_reused)',
   labelNames: ['outcome'] as const,
   registers: [registry],
 });

@@ -110,8 +110,18 @@ function fingerprint({ userId, eventId, ticketCount }: Booking): string {
 test('a batch answers each of its requests exactly as if it had come alone', async () => {
   const { eventId } = await createEvent({ capacity: 5, ticketPrice: '10.00' });
   const other = await createEvent({ capacity: 10 });
-  const [ann, bob, cat, dan] = await Promise.all([createCustomer(), createCustomer(), createCustomer(), createCustomer()]);
+  const limited = await createEvent({ capacity: 10, ticketPrice: '10.00' });
+  await pool.query('UPDATE events SET max_tickets_per_customer = 3 WHERE event_id = $1', [limited.eventId]);
+  const [ann, bob, cat, dan, eve, fay] = await Promise.all([createCustomer(), createCustomer(), createCustomer(), createCustomer(), createCustomer(), createCustomer()]);
+  // Eve holds one ticket of the limited event already; a failed booking of hers holds none.
+  await pool.query(
+    `INSERT INTO bookings (booking_id, customer_id, event_id, ticket_count, total_price, status)
+     VALUES (gen_random_uuid(), $1, $2, 1, 10, 'PENDING'), (gen_random_uuid(), $1, $2, 2, 20, 'FAILED')`,
+    [eve, limited.eventId],
+  );
+  await pool.query('UPDATE events SET left_capacity = left_capacity - 1 WHERE event_id = $1', [limited.eventId]);
   const key = { 'idempotency-key': `batch-${ann}` };
+  const fayKey = { 'idempotency-key': `batch-${fay}` };
   const late = { userId: dan!, eventId: other.eventId, ticketCount: 1 };
   const lateBookingId = randomUUID();
   const before = await batchSizes();
@@ -135,15 +145,23 @@ test('a batch answers each of its requests exactly as if it had come alone', asy
       [{ userId: bob!, eventId, ticketCount: 3 }], // booked: 0 left
       [{ userId: cat!, eventId, ticketCount: 1 }], // sold out: 0 left
       [late, { 'idempotency-key': `late-${dan}` }], // replays the booking committed meanwhile
+      [{ userId: eve!, eventId: limited.eventId, ticketCount: 2 }], // booked: eve holds 3 of at most 3
+      [{ userId: eve!, eventId: limited.eventId, ticketCount: 1 }], // over the limit: eve may book 0 more
+      [{ userId: fay!, eventId: limited.eventId, ticketCount: 2 }, fayKey], // booked: fay holds 2
+      [{ userId: fay!, eventId: limited.eventId, ticketCount: 2 }, fayKey], // its retry: replayed, counted once
+      [{ userId: fay!, eventId: limited.eventId, ticketCount: 2 }], // over the limit: fay may book 1 more
+      [{ userId: fay!, eventId: limited.eventId, ticketCount: 1 }], // booked: fay holds 3
     ],
     commitLateKey,
   );
   const answers = await Promise.all(gathered);
 
   const after = await batchSizes();
-  assert.deepEqual({ batches: after.batches - before.batches, requests: after.requests - before.requests }, { batches: 2, requests: 1 + 9 }, 'the held batch, then all nine in one');
-  assert.deepEqual(answers.map((a) => a.status), [201, 409, 404, 404, 201, 422, 201, 409, 201]);
-  const [first, soldOut, noEvent, noCustomer, retry, reused, second, soldOutAgain, lateRetry] = await Promise.all(answers.map((a) => a.json() as Promise<Record<string, unknown>>));
+  assert.deepEqual({ batches: after.batches - before.batches, requests: after.requests - before.requests }, { batches: 2, requests: 1 + 15 }, 'the held batch, then all fifteen in one');
+  assert.deepEqual(answers.map((a) => a.status), [201, 409, 404, 404, 201, 422, 201, 409, 201, 201, 409, 201, 201, 409, 201]);
+  const [first, soldOut, noEvent, noCustomer, retry, reused, second, soldOutAgain, lateRetry, eveBooked, eveOver, fayBooked, fayRetry, fayOver, fayLast] = await Promise.all(
+    answers.map((a) => a.json() as Promise<Record<string, unknown>>),
+  );
   assert.deepEqual({ ...first, bookingId: 'x' }, { bookingId: 'x', userId: ann, eventId, ticketCount: 2, totalPrice: 20, status: 'PENDING' });
   assert.equal(answers[0]!.headers.get('idempotent-replayed'), null);
   assert.match(soldOut!.detail as string, /has 3 tickets left/);
@@ -156,15 +174,23 @@ test('a batch answers each of its requests exactly as if it had come alone', asy
   assert.match(soldOutAgain!.detail as string, /has 0 tickets left/);
   assert.equal(lateRetry!.bookingId, lateBookingId);
   assert.equal(answers[8]!.headers.get('idempotent-replayed'), 'true');
+  assert.equal(eveBooked!.ticketCount, 2);
+  assert.deepEqual(
+    { type: eveOver!.type, limit: eveOver!.limit, mayStillBook: eveOver!.mayStillBook },
+    { type: 'urn:boxoffice:problem:ticket-limit-reached', limit: 3, mayStillBook: 0 },
+  );
+  assert.match(eveOver!.detail as string, /at most 3 tickets per customer; you may book 0 more/);
+  assert.deepEqual(fayRetry, fayBooked);
+  assert.deepEqual({ limit: fayOver!.limit, mayStillBook: fayOver!.mayStillBook }, { limit: 3, mayStillBook: 1 });
+  assert.equal(fayLast!.ticketCount, 1);
 
   assert.deepEqual(await eventRows(eventId), { left: 0, bookings: 2, sold: 5, outbox: 2 });
   assert.deepEqual(await eventRows(other.eventId), { left: 10, bookings: 1, sold: 1, outbox: 0 }, 'the replayed key took no tickets');
+  assert.deepEqual(await eventRows(limited.eventId), { left: 4, bookings: 2 + 3, sold: 3 + 5, outbox: 3 }, 'the refused took nothing (sold counts the failed booking)');
 });
 
-test('two book instances hammering one small event sell exactly its capacity, never more', async () => {
-  const capacity = 40;
-  const { eventId } = await createEvent({ capacity });
-  const customers = await Promise.all(Array.from({ length: 10 }, () => createCustomer()));
+/** Runs `work` with a second book instance, its own process, beside the in-process one. */
+async function withSecondInstance(work: (secondUrl: string) => Promise<void>): Promise<void> {
   const port = await freePort();
   const second = spawn(process.execPath, ['--import', 'tsx', 'shared/run.ts', 'book'], {
     env: { ...process.env, PORT: String(port), OIDC_ISSUER: issuer.issuer, KAFKA_BROKERS: '', LOG_LEVEL: 'warn', MAX_INFLIGHT: '10000' },
@@ -173,7 +199,18 @@ test('two book instances hammering one small event sell exactly its capacity, ne
   try {
     const secondUrl = `http://127.0.0.1:${port}`;
     await untilReady(secondUrl);
+    await work(secondUrl);
+  } finally {
+    second.kill('SIGTERM');
+    await once(second, 'exit');
+  }
+}
 
+test('two book instances hammering one small event sell exactly its capacity, never more', async () => {
+  const capacity = 40;
+  const { eventId } = await createEvent({ capacity });
+  const customers = await Promise.all(Array.from({ length: 10 }, () => createCustomer()));
+  await withSecondInstance(async (secondUrl) => {
     await Promise.all(customers.map((userId) => tokens.set(userId, issuer.asCustomer(userId)).get(userId)));
     const answers = await Promise.all(
       Array.from({ length: 300 }, (_, i) => post({ userId: customers[i % customers.length]!, eventId, ticketCount: 1 }, {}, i % 2 ? secondUrl : fn.url)),
@@ -183,10 +220,58 @@ test('two book instances hammering one small event sell exactly its capacity, ne
     assert.deepEqual(new Set(statuses), new Set([201, 409]), 'every answer is 201 or 409');
     assert.equal(statuses.filter((s) => s === 201).length, capacity);
     assert.deepEqual(await eventRows(eventId), { left: 0, bookings: capacity, sold: capacity, outbox: capacity });
+  });
+});
+
+test('two book instances hammered by the same customers never let one hold more than the per-customer maximum', async () => {
+  const max = 5;
+  const { eventId } = await createEvent({ capacity: 1000 });
+  await pool.query('UPDATE events SET max_tickets_per_customer = $2 WHERE event_id = $1', [eventId, max]);
+  const customers = await Promise.all(Array.from({ length: 4 }, () => createCustomer()));
+  await withSecondInstance(async (secondUrl) => {
+    await Promise.all(customers.map((userId) => tokens.set(userId, issuer.asCustomer(userId)).get(userId)));
+    const answers = await Promise.all(
+      Array.from({ length: 240 }, (_, i) => post({ userId: customers[i % customers.length]!, eventId, ticketCount: 1 }, {}, i % 2 ? secondUrl : fn.url)),
+    );
+
+    const refusals = await Promise.all(answers.filter((a) => a.status !== 201).map((a) => a.json() as Promise<{ status: number; type: string; mayStillBook: number }>));
+    assert.deepEqual(new Set(refusals.map((p) => `${p.status} ${p.type} ${p.mayStillBook}`)), new Set(['409 urn:boxoffice:problem:ticket-limit-reached 0']));
+    const { rows } = await pool.query<{ customer_id: number; held: number }>(
+      'SELECT customer_id, sum(ticket_count)::int AS held FROM bookings WHERE event_id = $1 GROUP BY customer_id ORDER BY customer_id',
+      [eventId],
+    );
+    assert.deepEqual(rows.map((r) => r.held), customers.map(() => max), 'each customer holds exactly the maximum');
+    assert.equal(answers.length - refusals.length, customers.length * max);
+    assert.deepEqual(await eventRows(eventId), { left: 1000 - customers.length * max, bookings: customers.length * max, sold: customers.length * max, outbox: customers.length * max });
+  });
+});
+
+test('a booking racing a batch of another instance counts what that batch booked for the customer', async () => {
+  const { eventId } = await createEvent({ capacity: 100 });
+  await pool.query('UPDATE events SET max_tickets_per_customer = 3 WHERE event_id = $1', [eventId]);
+  const userId = await createCustomer();
+  // Another instance's batch: it holds the event's lock and has booked 2 for the customer, not yet committed.
+  const other = await pool.connect();
+  try {
+    await other.query('BEGIN');
+    await other.query('SELECT 1 FROM events WHERE event_id = $1 FOR UPDATE', [eventId]);
+    await other.query("INSERT INTO bookings (booking_id, customer_id, event_id, ticket_count, total_price) VALUES (gen_random_uuid(), $1, $2, 2, 20)", [userId, eventId]);
+    await other.query('UPDATE events SET left_capacity = left_capacity - 2 WHERE event_id = $1', [eventId]);
+    const { rows } = await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    let answered = false;
+    const answer = post({ userId, eventId, ticketCount: 2 }).finally(() => (answered = true));
+    await until('the booking to wait for the lock, or answer', async () => {
+      const blocked = await pool.query('SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', [rows[0]!.pid]);
+      return blocked.rows.length > 0 || answered ? true : undefined;
+    });
+    await other.query('COMMIT');
+    const res = await answer;
+    assert.equal(res.status, 409);
+    assert.equal(((await res.json()) as { mayStillBook: number }).mayStillBook, 1);
   } finally {
-    second.kill('SIGTERM');
-    await once(second, 'exit');
+    other.release();
   }
+  assert.deepEqual(await eventRows(eventId), { left: 98, bookings: 1, sold: 2, outbox: 0 });
 });
 
 test('a batch whose transaction dies mid-way answers every caller 503 and reserves nothing', async () => {

@@ -100,6 +100,30 @@ test('an unknown event is a 404 problem', async () => {
   assert.match(((await res.json()) as { detail: string }).detail, /Event 2147483000/);
 });
 
+test('a customer books up to the event\'s per-customer maximum; past it a 409 names the limit and how many more may be booked, and takes nothing', async () => {
+  const [userId, other] = await Promise.all([createCustomer(), createCustomer()]);
+  const { eventId } = await createEvent({ capacity: 50 });
+  await pool.query('UPDATE events SET max_tickets_per_customer = 4 WHERE event_id = $1', [eventId]);
+
+  assert.equal((await post({ userId, eventId, ticketCount: 3 })).status, 201);
+  const over = await post({ userId, eventId, ticketCount: 2 });
+  assert.equal(over.status, 409);
+  assert.equal(over.headers.get('content-type'), 'application/problem+json');
+  assert.deepEqual(await over.json(), {
+    type: 'urn:boxoffice:problem:ticket-limit-reached',
+    title: 'Per-customer ticket limit reached',
+    status: 409,
+    detail: `Event ${eventId} allows at most 4 tickets per customer; you may book 1 more`,
+    limit: 4,
+    mayStillBook: 1,
+  });
+  assert.equal(await leftCapacity(eventId), 47);
+  assert.equal((await post({ userId, eventId, ticketCount: 1 })).status, 201);
+  assert.equal(((await (await post({ userId, eventId, ticketCount: 1 })).json()) as { mayStillBook: number }).mayStillBook, 0);
+  assert.equal((await post({ userId: other, eventId, ticketCount: 4 })).status, 201, 'the limit is per customer');
+  assert.deepEqual(await rowsFor(eventId), { bookings: 3, outbox: 3 });
+});
+
 const invalid: [string, unknown, string[]][] = [
   ['no fields', {}, ['body/eventId', 'body/ticketCount', 'body/userId']],
   ['a string count', { userId: 1, eventId: 1, ticketCount: '2' }, ['body/ticketCount']],

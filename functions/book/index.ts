@@ -24,6 +24,7 @@ interface BookingRequest {
  * (reserve.ts): the customer is checked, the tickets taken under the event's
  * row lock (the database refuses to go below zero anyway), the booking
  * stored as PENDING with its outbox row, which wakes the relay at commit.
+ * An event's per-customer maximum is checked under the same lock.
  * The order follows through Kafka.
  */
 export default httpFunction<Record<string, never>, Record<string, never>, BookingRequest>({
@@ -65,6 +66,10 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
     if (outcome.kind === 'soldOut') {
       bookingOutcomes.inc({ outcome: 'sold_out' });
       throw problems.notEnoughTickets(body.eventId, outcome.left);
+    }
+    if (outcome.kind === 'overLimit') {
+      bookingOutcomes.inc({ outcome: 'over_limit' });
+      throw problems.ticketLimitReached(body.eventId, outcome.limit, outcome.mayStillBook);
     }
     const { booking } = outcome;
     const replayed = outcome.kind === 'replayed';

@@ -30,7 +30,8 @@ export type Outcome =
   | { kind: 'booked' | 'replayed'; booking: BookingRow }
   | { kind: 'unknownCustomer' }
   | { kind: 'unknownEvent' }
-  | { kind: 'soldOut'; left: number };
+  | { kind: 'soldOut'; left: number }
+  | { kind: 'overLimit'; limit: number; mayStillBook: number };
 
 /** What the allocation decided, before anything is written. */
 type Decision = { kind: 'book'; bookingId: string } | { kind: 'sameKeyAs'; index: number } | Exclude<Outcome, { booking: BookingRow }>;
@@ -52,16 +53,18 @@ export async function findByKey(db: Queryable, customerId: number, key: string):
 
 /**
  * One transaction for the whole batch: checks the customers, locks the
- * events (in id order, so instances never deadlock on them), allocates the
- * tickets in arrival order, then writes the bookings, the tickets taken and
- * the outbox rows with one statement each. A failure rolls all of it back
- * and reaches every caller of the batch.
+ * events (in id order, so instances never deadlock on them), counts what
+ * the customers already hold of limited events, allocates the tickets in
+ * arrival order, then writes the bookings, the tickets taken and the outbox
+ * rows with one statement each. A failure rolls all of it back and reaches
+ * every caller of the batch.
  */
 async function reserveAll(requests: Reservation[]): Promise<Outcome[]> {
   return transaction(async (db) => {
     const customers = await knownCustomers(db, requests);
-    const left = await lockEvents(db, requests);
-    const decisions = allocate(requests, customers, left);
+    const events = await lockEvents(db, requests);
+    const held = await ticketsHeld(db, requests, events);
+    const decisions = allocate(requests, customers, events, held);
     const booked = await storeBookings(db, requests, decisions);
     const existing = await bookingsOfLostKeys(db, requests, decisions, booked);
     const outcomes: Outcome[] = [];
@@ -86,35 +89,73 @@ async function knownCustomers(db: Queryable, requests: Reservation[]): Promise<S
   return new Set(rows.map((r) => r.customer_id));
 }
 
-/** Tickets left per event, as of the lock: no other instance sells them until this batch commits. */
-async function lockEvents(db: Queryable, requests: Reservation[]): Promise<Map<number, number>> {
+/** A locked event: the tickets left and the most one customer may hold (null: no limit). */
+interface LockedEvent {
+  left: number;
+  limit: number | null;
+}
+
+/** The events as of the lock: no other instance sells them until this batch commits. */
+async function lockEvents(db: Queryable, requests: Reservation[]): Promise<Map<number, LockedEvent>> {
   const ids = [...new Set(requests.map((r) => r.eventId))];
-  const { rows } = await db.query<{ event_id: number; left_capacity: number }>(
-    'SELECT event_id, left_capacity FROM events WHERE event_id = ANY($1::int[]) ORDER BY event_id FOR UPDATE',
+  const { rows } = await db.query<{ event_id: number; left_capacity: number; max_tickets_per_customer: number | null }>(
+    'SELECT event_id, left_capacity, max_tickets_per_customer FROM events WHERE event_id = ANY($1::int[]) ORDER BY event_id FOR UPDATE',
     [ids],
   );
-  return new Map(rows.map((r) => [r.event_id, r.left_capacity]));
+  return new Map(rows.map((r) => [r.event_id, { left: r.left_capacity, limit: r.max_tickets_per_customer }]));
+}
+
+/**
+ * The tickets each customer of the batch holds (PENDING or CONFIRMED) of
+ * each limited event they ask for, by holdingKey. A statement of its own
+ * after the lock, so its snapshot holds every booking of those events
+ * committed before: every booking takes the same lock to be made.
+ */
+async function ticketsHeld(db: Queryable, requests: Reservation[], events: Map<number, LockedEvent>): Promise<Map<string, number>> {
+  const limited = requests.filter((r) => events.get(r.eventId)?.limit != null);
+  if (limited.length === 0) return new Map();
+  const { rows } = await db.query<{ customer_id: number; event_id: number; held: number }>(
+    `SELECT customer_id, event_id, sum(ticket_count)::int AS held
+       FROM bookings
+      WHERE (customer_id, event_id) IN (SELECT * FROM unnest($1::int[], $2::int[]))
+        AND status IN ('PENDING', 'CONFIRMED')
+      GROUP BY customer_id, event_id`,
+    [limited.map((r) => r.userId), limited.map((r) => r.eventId)],
+  );
+  return new Map(rows.map((r) => [holdingKey(r.customer_id, r.event_id), r.held]));
 }
 
 /**
  * In arrival order, as if each had come alone: a key already used in this
  * batch by a booking replays it; otherwise the customer and event must
- * exist and the tickets must fit in what the earlier requests left.
+ * exist, the tickets must fit in what the earlier requests left, and, for
+ * a limited event, with what the customer holds and booked earlier in the
+ * batch, within the limit.
  */
-function allocate(requests: Reservation[], customers: Set<number>, left: Map<number, number>): Decision[] {
+function allocate(requests: Reservation[], customers: Set<number>, events: Map<number, LockedEvent>, held: Map<string, number>): Decision[] {
   const bookedKeys = new Map<string, number>();
   return requests.map((request, i): Decision => {
     const key = keyOf(request);
     const earlier = key === undefined ? undefined : bookedKeys.get(key);
     if (earlier !== undefined) return { kind: 'sameKeyAs', index: earlier };
     if (!customers.has(request.userId)) return { kind: 'unknownCustomer' };
-    const available = left.get(request.eventId);
-    if (available === undefined) return { kind: 'unknownEvent' };
-    if (available < request.ticketCount) return { kind: 'soldOut', left: available };
-    left.set(request.eventId, available - request.ticketCount);
+    const event = events.get(request.eventId);
+    if (event === undefined) return { kind: 'unknownEvent' };
+    if (event.left < request.ticketCount) return { kind: 'soldOut', left: event.left };
+    const holding = holdingKey(request.userId, request.eventId);
+    const holds = held.get(holding) ?? 0;
+    if (event.limit !== null && holds + request.ticketCount > event.limit) {
+      return { kind: 'overLimit', limit: event.limit, mayStillBook: Math.max(0, event.limit - holds) };
+    }
+    event.left -= request.ticketCount;
+    held.set(holding, holds + request.ticketCount);
     if (key !== undefined) bookedKeys.set(key, i);
     return { kind: 'book', bookingId: randomUUID() };
   });
+}
+
+function holdingKey(customerId: number, eventId: number): string {
+  return `${customerId} ${eventId}`;
 }
 
 /**

@@ -29,6 +29,25 @@ test('an event reads in the original shape, with capacity left and an exact pric
   });
 });
 
+test('an event with a per-customer maximum and on-sale settings shows them after the original fields; one without, only those', async () => {
+  const { eventId } = await createEvent({ capacity: 100, ticketPrice: '25.00' });
+  await pool.query(
+    `UPDATE events SET max_tickets_per_customer = 6, on_sale_starts_at = '2031-03-01T09:00:00+01:00',
+            on_sale_admit_per_minute = 120, on_sale_max_active = 500, on_sale_pass_minutes = 15
+      WHERE event_id = $1`,
+    [eventId],
+  );
+  const plain = await createEvent();
+
+  const body = (await (await fetch(`${fn.url}/api/v1/inventory/event/${eventId}`)).json()) as Record<string, unknown>;
+
+  assert.deepEqual(Object.keys(body), ['eventId', 'event', 'capacity', 'ticketPrice', 'venue', 'maxTicketsPerCustomer', 'onSale']);
+  assert.equal(body.maxTicketsPerCustomer, 6);
+  assert.deepEqual(body.onSale, { startsAt: '2031-03-01T08:00:00.000Z', admitPerMinute: 120, maxActive: 500, passMinutes: 15 });
+  const original = (await (await fetch(`${fn.url}/api/v1/inventory/event/${plain.eventId}`)).json()) as object;
+  assert.deepEqual(Object.keys(original), ['eventId', 'event', 'capacity', 'ticketPrice', 'venue']);
+});
+
 test('a sale shows in the capacity left once the catalogue max age has passed', async () => {
   const { eventId } = await createEvent({ capacity: 50 });
   const capacity = async () => ((await (await fetch(`${fn.url}/api/v1/inventory/event/${eventId}`)).json()) as { capacity: number }).capacity;

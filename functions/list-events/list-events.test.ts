@@ -16,6 +16,8 @@ interface EventJson {
   capacity: number;
   ticketPrice: number;
   venue: { id: number; name: string; address: string; totalCapacity: number };
+  maxTicketsPerCustomer?: number;
+  onSale?: { startsAt: string; admitPerMinute: number; maxActive: number; passMinutes: number };
 }
 
 async function allEvents(): Promise<EventJson[]> {
@@ -36,6 +38,26 @@ test('lists events in id order with their venue, in the original shape', async (
   assert.equal(listed?.capacity, 7);
   assert.equal(listed?.ticketPrice, 0.1);
   assert.equal(events.find((e) => e.eventId === first.eventId)?.venue.id, first.venueId);
+});
+
+test('lists an event\'s per-customer maximum and on-sale settings where set', async () => {
+  const limited = await createEvent();
+  const onSale = await createEvent();
+  await pool.query('UPDATE events SET max_tickets_per_customer = 2 WHERE event_id = $1', [limited.eventId]);
+  await pool.query(
+    `UPDATE events SET on_sale_starts_at = '2031-01-01T00:00:00Z', on_sale_admit_per_minute = 60, on_sale_max_active = 100, on_sale_pass_minutes = 10
+      WHERE event_id = $1`,
+    [onSale.eventId],
+  );
+  // The page that starts at the first of them, whatever other tests have added before.
+  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM events WHERE event_id < $1', [limited.eventId]);
+  const res = await fetch(`${fn.url}/api/v1/inventory/events?limit=500&offset=${rows[0]!.n}`);
+  const events = (await res.json()) as EventJson[];
+  const [first, second] = [events.find((e) => e.eventId === limited.eventId), events.find((e) => e.eventId === onSale.eventId)];
+  assert.equal(first?.maxTicketsPerCustomer, 2);
+  assert.equal(first?.onSale, undefined);
+  assert.equal(second?.maxTicketsPerCustomer, undefined);
+  assert.deepEqual(second?.onSale, { startsAt: '2031-01-01T00:00:00.000Z', admitPerMinute: 60, maxActive: 100, passMinutes: 10 });
 });
 
 test('pages with limit and offset', async () => {
