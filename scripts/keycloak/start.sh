@@ -13,6 +13,8 @@
 #   KEYCLOAK_START_TIMEOUT seconds to wait for the realm   (default 240)
 #   KC_BOOTSTRAP_ADMIN_USERNAME / KC_BOOTSTRAP_ADMIN_PASSWORD
 #                         master-realm admin               (default admin/admin, DEV ONLY)
+#   DELIVERER_CLIENT_SECRET  secret the realm import gives the boxoffice-deliverer
+#                         client                           (default in the realm file, DEV ONLY)
 #   JAVA_OPTS_KC_HEAP     JVM heap flags                   (default -Xms64m -Xmx512m)
 #   JAVA_HOME             used if it is Java 21+, else the newest JDK >= 21
 #                         under /usr/lib/jvm is picked
