@@ -1,13 +1,13 @@
 import pRetry from 'p-retry';
-import { ConfigError, integerSetting } from '../shared/config.js';
+import { ConfigError } from '../shared/config.js';
 import { databaseIsUp, pool } from '../shared/db.js';
-import { kafkaBrokers, kafkaClientSettings, topicSettings, topics } from '../shared/kafka.js';
+import { topics } from '../shared/kafka.js';
 import { log } from '../shared/log.js';
 import { labelRegistry } from '../shared/metrics.js';
 import { serveProbes } from '../shared/probes.js';
-import { delivererToken } from '../shared/service-token.js';
 import { measureOldestPending, prunePublished, redriveStuckBookings } from './redrive.js';
 import { startRelay, type Relay } from './relay.js';
+import { relaySettings } from './settings.js';
 import { sinkFor } from './sinks.js';
 import { listenForOutbox } from './wakeup.js';
 
@@ -19,26 +19,8 @@ import { listenForOutbox } from './wakeup.js';
  * SIGTERM.
  */
 try {
-  const settings = {
-    port: integerSetting('PORT', 8080),
-    sweepMs: integerSetting('RELAY_SWEEP_MS', 2_000, 10),
-    batch: integerSetting('RELAY_BATCH', 100, 1),
-    leaseMs: integerSetting('RELAY_LEASE_MS', 15_000, 100),
-    sendTimeoutMs: integerSetting('RELAY_SEND_TIMEOUT_MS', 5_000, 10),
-    redriveAfterMs: integerSetting('PENDING_REDRIVE_AFTER_MS', 60_000, 100),
-    outboxRetentionMs: integerSetting('OUTBOX_RETENTION_MS', 24 * 3_600_000, 0),
-  };
-  if (settings.sendTimeoutMs >= settings.leaseMs) throw new ConfigError('RELAY_SEND_TIMEOUT_MS must be shorter than RELAY_LEASE_MS');
-  const brokers = kafkaBrokers();
-  // Kafka's settings are checked now, not when the first connection is tried.
-  if (brokers.length) {
-    kafkaClientSettings();
-    topicSettings();
-  }
-  const consumeOrderUrl = process.env.CONSUME_ORDER_URL;
-  if (!brokers.length && !consumeOrderUrl) throw new ConfigError('set KAFKA_BROKERS, or CONSUME_ORDER_URL to deliver straight to consume-order');
-  // Delivering straight to consume-order, the relay is its deliverer and needs the deliverer's token.
-  const token = brokers.length ? undefined : delivererToken();
+  const settings = relaySettings();
+  const { brokers, consumeOrderUrl, token } = settings;
   labelRegistry('relay');
   log.setBindings({ function: 'relay' });
 

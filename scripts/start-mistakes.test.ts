@@ -204,6 +204,7 @@ test('bad settings, of npm start or of what it runs (read as their modules load)
     [{ OIDC_TIMEOUT_MS: 'soon' }, /start-up failed: OIDC_TIMEOUT_MS must be an integer >= 1, got "soon"$/m],
     [{ FUNCTION_SERVER: 'fast' }, /start-up failed: FUNCTION_SERVER must be lean or framework, got "fast"$/m],
     [{ LOG_LEVEL: 'loud' }, /start-up failed: LOG_LEVEL must be one of .*, got "loud"$/m],
+    [{ RELAY_BATCH: '0' }, /start-up failed: RELAY_BATCH must be an integer >= 1, got "0"$/m],
     [{ DATABASE_URL: 'localhost:5432/boxoffice' }, /start-up failed: DATABASE_URL must be a URL like postgres:\/\/user:password@host:5432\/database$/m],
     [{ DATABASE_URL_FILE: secretless }, new RegExp(`start-up failed: DATABASE_URL_FILE names ${secretless}, which cannot be read: ENOENT`, 'm')],
   ];

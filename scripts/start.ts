@@ -186,10 +186,11 @@ async function checkedSettings() {
   const deliverer = (await import('./deliverer.js')).wireDeliverer(issuerPort, say);
 
   // Loading every function reads the settings its modules read (auth's
-  // among them); the host's and the trigger's are read as they will be.
+  // among them); the host's, the trigger's and the relay's are read as they will be.
   const definitions = await loadDefinitions();
   (await import('../shared/host.js')).functionServerSetting();
   if (kafka) (await import('../trigger/settings.js')).triggerSettings();
+  (await import('../relay/settings.js')).relaySettings();
 
   const ports: PortUse[] = [
     { port: gatewayPort, what: 'the gateway', setting: 'GATEWAY_PORT' },
