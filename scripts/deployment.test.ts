@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import type { FunctionDefinition } from '../shared/http-function.js';
-import { functionNames } from './functions.js';
+import type { Route } from '../shared/route.js';
+import { freePort, functionNames, loadDefinitions } from './functions.js';
+import { workers } from './generate.js';
 
 // The deployment files agree with the code and with each other, checked
 // without Docker: the compose stack, the OpenFaaS stack, the edge proxy's
@@ -24,8 +32,7 @@ const stack = readYaml('stack.yml');
 const stackFunctions = object(stack.functions, 'stack.yml functions');
 const prometheus = readYaml('deploy/prometheus/prometheus.yml');
 const names = functionNames();
-/** The long-running processes beside the functions, each with its own folder, image target and main.js. */
-const workers = ['trigger', 'relay'];
+const definitions = await loadDefinitions();
 
 /** The Debian tool `command`, or a loud skip (a failure under CI=true) when it is not installed. */
 function toolOrSkip(t: TestContext, command: string, why: string): boolean {
@@ -195,81 +202,184 @@ test('the Dockerfile compiles every folder the build includes, so each image hol
   for (const folder of included) assert.ok(copied.includes(folder), `the Dockerfile's build stage copies ${folder}/ (tsconfig.build.json compiles it); it copies ${copied.join(', ')}`);
 });
 
-// --- the edge proxy: a small reader of nginx's configuration ---
+// --- the edge proxy: the real nginx, on the real configuration ---
 
-interface Directive {
-  name: string;
-  args: string[];
-  block?: Directive[];
-}
+const routed = definitions.filter((d): d is FunctionDefinition & { route: Route } => d.route !== undefined);
 
-function parseNginx(text: string): Directive[] {
-  const tokens = [...text.matchAll(/#[^\n]*|'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|([^\s{};'"#]+)/g)].filter((m) => !m[0].startsWith('#'));
-  let at = 0;
-  const block = (): Directive[] => {
-    const directives: Directive[] = [];
-    let words: string[] = [];
-    while (at < tokens.length) {
-      const token = tokens[at++]!;
-      if (token[3] === '}') break;
-      if (token[3] === ';') {
-        directives.push({ name: words[0]!, args: words.slice(1) });
-        words = [];
-      } else if (token[3] === '{') {
-        directives.push({ name: words[0]!, args: words.slice(1), block: block() });
-        words = [];
-      } else {
-        words.push(token[1] ?? token[2] ?? token[4] ?? '');
-      }
-    }
-    return directives;
-  };
-  return block();
-}
-
-/** The location nginx chooses for `path`: exact, then the longest prefix (final with ^~), then regexes in order. */
-function chooseLocation(locations: Directive[], path: string): Directive | undefined {
-  const exact = locations.find((l) => l.args[0] === '=' && l.args[1] === path);
-  if (exact) return exact;
-  const prefixes = locations
-    .filter((l) => l.args.length === 1 || l.args[0] === '^~')
-    .map((l) => ({ location: l, prefix: l.args[l.args.length - 1]!, final: l.args[0] === '^~' }))
-    .filter((p) => path.startsWith(p.prefix))
-    .sort((a, b) => b.prefix.length - a.prefix.length);
-  if (prefixes[0]?.final) return prefixes[0].location;
-  const regex = locations.find((l) => (l.args[0] === '~' || l.args[0] === '~*') && new RegExp(l.args[1]!, l.args[0] === '~*' ? 'i' : '').test(path));
-  return regex ?? prefixes[0]?.location;
-}
-
-test('nginx routes every public route to the upstream of the function that serves it, and the edge waits for that function', async () => {
-  const config = parseNginx(readFileSync('deploy/nginx/boxoffice.conf', 'utf8'));
+test('the compose edge runs deploy/nginx/boxoffice.conf with openapi.json, on port 8080, and waits for every function it routes to', () => {
   assert.ok(mountsOf('edge', 'deploy/nginx/boxoffice.conf').includes('/etc/nginx/conf.d/default.conf'), 'the edge service runs deploy/nginx/boxoffice.conf');
-  const upstreams = new Map(config.filter((d) => d.name === 'upstream').map((d) => [d.args[0]!, (d.block ?? []).filter((s) => s.name === 'server').map((s) => s.args[0])]));
-  const servers = config.filter((d) => d.name === 'server');
-  assert.equal(servers.length, 1, 'one server block');
-  const server = servers[0]!.block ?? [];
-  assert.ok(server.some((d) => d.name === 'listen' && d.args[0] === '8080'), 'the edge listens on 8080, the port compose publishes');
-  const locations = server.filter((d) => d.name === 'location');
+  assert.ok(mountsOf('edge', 'openapi.json').includes('/usr/share/boxoffice/openapi.json'), 'the edge serves openapi.json');
+  assert.ok(list(service('edge').ports).map(String).includes('8080:8080'), 'the edge is published on 8080');
+  assert.ok(routed.length > 0, 'some functions have public routes');
+  // nginx resolves its upstreams when it starts: each must be up by then.
+  assert.deepEqual(dependsOn('edge').sort(), routed.map((d) => d.name).sort(), 'the edge depends on exactly the functions it routes to');
+  for (const name of dependsOn('edge')) assert.equal(object(object(service('edge').depends_on, 'edge depends_on')[name], name).condition, 'service_healthy', `the edge waits until ${name} is healthy`);
+});
 
-  let routed = 0;
-  for (const name of names) {
-    const { route } = ((await import(`../functions/${name}/index.js`)) as { default: FunctionDefinition }).default;
-    if (!route) continue;
-    routed += 1;
-    const path = route.path.replace(/:\w+/g, '1');
-    const location = chooseLocation(locations, path);
-    assert.ok(location, `nginx has a location for ${route.method} ${route.path} (${name})`);
-    const proxyPass = location.block?.find((d) => d.name === 'proxy_pass')?.args[0];
-    assert.ok(proxyPass, `location ${location.args.join(' ')} proxies (${name})`);
-    const target = /^http:\/\/([\w.-]+)$/.exec(proxyPass);
-    assert.ok(target, `proxy_pass ${proxyPass} names an upstream and no URI, so the path passes unchanged (${name})`);
-    assert.deepEqual(upstreams.get(target[1]!), [`${name}:8080`], `${route.method} ${route.path} reaches ${name}:8080 (location ${location.args.join(' ')} -> ${proxyPass})`);
-    assert.ok(dependsOn('edge').includes(name), `the edge depends on ${name}`);
+test('the OpenFaaS edge runs deploy/nginx/openfaas.conf with openapi.json (deploy/nginx/openfaas-edge.yml)', () => {
+  const documents = parseAllDocuments(readFileSync('deploy/nginx/openfaas-edge.yml', 'utf8')).map((d) => d.toJSON() as Yaml);
+  const deployment = documents.find((d) => d.kind === 'Deployment');
+  assert.ok(deployment, 'a Deployment');
+  const pod = object(object(object(deployment.spec, 'spec').template, 'template').spec, 'pod spec');
+  const container = object(list(pod.containers)[0], 'edge container');
+  const mounts = list(container.volumeMounts).map((m) => object(m, 'volumeMount'));
+  assert.deepEqual(mounts.map((m) => [m.mountPath, m.subPath]), [['/etc/nginx/conf.d/default.conf', 'default.conf'], ['/usr/share/boxoffice/openapi.json', 'openapi.json']]);
+  const volume = object(list(pod.volumes).map((v) => object(v, 'volume')).find((v) => v.name === mounts[0]!.name), 'config volume');
+  assert.equal(object(volume.configMap, 'configMap').name, 'boxoffice-edge');
+  assert.match(readFileSync('deploy/nginx/openfaas-edge.yml', 'utf8'), /--from-file=default\.conf=deploy\/nginx\/openfaas\.conf --from-file=openapi\.json/, 'it says how the config map is made');
+  assert.equal(object(object(container.readinessProbe, 'readinessProbe').httpGet, 'httpGet').path, '/_/health');
+});
+
+/** What reached a function behind the edge: its name, the method and the request target it was given, and the request id. */
+interface Arrival {
+  function: string;
+  method: string;
+  url: string;
+  requestId: string;
+}
+
+/** Starts an HTTP server on 127.0.0.1 that answers 200 with what `arrival` makes of each request. */
+async function fakeUpstream(arrival: (req: IncomingMessage) => Arrival | undefined): Promise<Server> {
+  const server = createServer((req, res) => {
+    req.resume();
+    const seen = arrival(req);
+    res.setHeader('X-Request-Id', String(req.headers['x-request-id'] ?? ''));
+    res.writeHead(seen ? 200 : 404, { 'Content-Type': 'application/json', 'X-Arrival': JSON.stringify(seen ?? null) }).end(JSON.stringify(seen ?? null));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+const portOf = (server: Server) => (server.address() as AddressInfo).port;
+
+/**
+ * Runs the real nginx (Debian's package) on `conf`, with its upstreams'
+ * addresses and its listening port swapped for loopback ones: everything else
+ * is the file as it is deployed. `nginx -t` checks it first.
+ */
+async function runNginx(t: TestContext, file: string, addresses: Record<string, number>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'boxoffice-nginx-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  let conf = readFileSync(file, 'utf8');
+  assert.match(conf, /^ {2}listen 8080;$/m, `${file} listens on 8080`);
+  conf = conf.replace(/^ {2}listen 8080;$/m, `  listen 127.0.0.1:${port};`);
+  conf = conf.replace(/^\s*upstream\s+\S+\s*\{\s*server\s+([\w.-]+):8080;\s*\}$/gm, (line, host: string) => {
+    assert.ok(addresses[host], `${file}: an address for the upstream server ${host}`);
+    return line.replace(`${host}:8080`, `127.0.0.1:${addresses[host]}`);
+  });
+  conf = conf.replace('alias /usr/share/boxoffice/openapi.json;', `alias ${join(process.cwd(), 'openapi.json')};`);
+  await writeFile(join(dir, 'edge.conf'), conf);
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${join(dir, kind)};`).join('\n');
+  // One process, no workers to switch user: nothing outside `dir` is written.
+  await writeFile(join(dir, 'nginx.conf'), `daemon off;\nmaster_process off;\npid ${join(dir, 'nginx.pid')};\nerror_log ${join(dir, 'error.log')};\nevents { worker_connections 128; }\nhttp {\n  access_log off;\n${temp}\n  include ${join(dir, 'edge.conf')};\n}\n`);
+  const args = ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')];
+  const check = spawnSync('nginx', ['-t', ...args], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(check.status, 0, `nginx -t refused ${file}:\n${check.stderr}`);
+  const nginx = spawn('nginx', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  nginx.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  t.after(async () => {
+    if (nginx.exitCode === null && nginx.signalCode === null) {
+      nginx.kill('SIGTERM');
+      await once(nginx, 'exit');
+    }
+  });
+  const base = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; ; attempt++) {
+    if (await fetch(`${base}/_/health`).then((r) => r.ok, () => false)) return base;
+    assert.ok(attempt < 100 && nginx.exitCode === null, `nginx did not start on ${file}: ${stderr}${readFileSync(join(dir, 'error.log'), 'utf8')}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  assert.ok(routed > 0, 'some functions have public routes');
-  for (const [upstream, targets] of upstreams) {
-    for (const target of targets) assert.ok(names.includes(String(target).split(':')[0]!), `upstream ${upstream} is a function (${target})`);
+}
+
+/** The methods served on `fn`'s path, as Allow lists them. */
+function allowedOn(path: string): string[] {
+  const methods = routed.filter((d) => d.route.path === path).flatMap((d) => (d.route.method === 'GET' ? ['GET', 'HEAD'] : [d.route.method]));
+  return ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((m) => methods.includes(m));
+}
+
+async function assertProblem(res: Response, status: number, type: string, what: string): Promise<void> {
+  assert.equal(res.status, status, what);
+  assert.equal(res.headers.get('content-type'), 'application/problem+json', `${what}: problem+json`);
+  assert.match(res.headers.get('x-request-id') ?? '', /^[\w.:-]{1,128}$/, `${what}: one X-Request-Id`);
+  const body = (await res.json()) as { type: string; status: number };
+  assert.equal(body.type, `urn:boxoffice:problem:${type}`, what);
+  assert.equal(body.status, status, what);
+}
+
+/** What every edge does, whatever is behind it: each (method, path) to its function, HEAD to GET's, 405 with Allow, 404, request ids, problems. */
+async function checkEdge(base: string): Promise<void> {
+  const arrival = (res: Response) => JSON.parse(res.headers.get('x-arrival') ?? 'null') as Arrival | null;
+  for (const { name, route } of routed) {
+    const path = route.path.replace(/:\w+/g, '7');
+    for (const [method, target] of [[route.method, `${path}?probe=1&x=%2F`], [route.method, `${path}/`], ...(route.method === 'GET' ? [['HEAD', path]] : [])] as [string, string][]) {
+      const res = await fetch(`${base}${target}`, { method, ...(['POST', 'PATCH', 'PUT'].includes(method) ? { body: '{}', headers: { 'content-type': 'application/json' } } : {}) });
+      assert.equal(res.status, 200, `${method} ${target} is routed`);
+      assert.deepEqual(arrival(res), { function: name, method, url: target, requestId: res.headers.get('x-request-id') }, `${method} ${target} reaches ${name} as sent`);
+      await res.arrayBuffer();
+    }
+    const allowed = allowedOn(route.path);
+    for (const method of ['DELETE', 'PUT', 'OPTIONS'].filter((m) => !allowed.includes(m))) {
+      const res = await fetch(`${base}${path}`, { method });
+      await assertProblem(res.clone(), 405, 'method-not-allowed', `${method} ${path}`);
+      assert.equal(res.headers.get('allow'), allowed.join(', '), `${method} ${path}: Allow names the methods its functions serve`);
+      assert.equal(((await res.json()) as { detail: string }).detail, `${method} is not allowed here; use ${allowed.join(', ')}`);
+    }
   }
+  for (const path of ['/api/v1/inventory/theatre/1', '/api/v1/inventory/event/1/extra', '/api/v1/inventory/event/', '/api/v1']) {
+    await assertProblem(await fetch(`${base}${path}`), 404, 'route-not-found', `GET ${path}`);
+  }
+
+  // The caller's sensible request id goes to the function and comes back, once; another is replaced.
+  const events = routed.find((d) => d.name === 'list-events')!.route.path;
+  const kept = await fetch(`${base}${events}`, { headers: { 'x-request-id': 'trace-42.a:b' } });
+  assert.equal(kept.headers.get('x-request-id'), 'trace-42.a:b');
+  assert.equal(arrival(kept)?.requestId, 'trace-42.a:b');
+  const replaced = await fetch(`${base}${events}`, { headers: { 'x-request-id': 'not sensible' } });
+  assert.match(replaced.headers.get('x-request-id') ?? '', /^[0-9a-f]{32}$/);
+  assert.equal(arrival(replaced)?.requestId, replaced.headers.get('x-request-id'));
+
+  const tooLarge = await fetch(`${base}${routed.find((d) => d.route.method === 'POST')!.route.path}`, { method: 'POST', body: 'x'.repeat(70_000) });
+  await assertProblem(tooLarge, 413, 'body-too-large', 'a body over 64 KiB');
+
+  const openapi = await fetch(`${base}/openapi.json`);
+  assert.equal(openapi.status, 200);
+  assert.deepEqual(await openapi.json(), JSON.parse(readFileSync('openapi.json', 'utf8')), 'the edge serves openapi.json');
+  assert.equal(openapi.headers.get('content-type'), 'application/json');
+}
+
+test('nginx (boxoffice.conf) sends each (method, path) to the function serving it, HEAD to GET\'s; another method is a 405 with Allow, an unknown path a 404, a function down a 503', async (t) => {
+  if (!toolOrSkip(t, 'nginx', 'the edge proxy\'s routing is not checked')) return;
+  const upstreams = new Map<string, Server>();
+  for (const { name } of routed) {
+    upstreams.set(name, await fakeUpstream((req) => ({ function: name, method: req.method ?? '', url: req.url ?? '', requestId: String(req.headers['x-request-id']) })));
+  }
+  t.after(() => {
+    for (const server of upstreams.values()) server.close();
+  });
+  const base = await runNginx(t, 'deploy/nginx/boxoffice.conf', Object.fromEntries([...upstreams].map(([name, server]) => [name, portOf(server)])));
+  await checkEdge(base);
+
+  // A function away (restarting, scaled down) is a 503 to retry, not a 502.
+  const { name, route } = routed[0]!;
+  upstreams.get(name)!.close();
+  await once(upstreams.get(name)!, 'close');
+  const away = await fetch(`${base}${route.path.replace(/:\w+/g, '7')}`, { method: route.method });
+  assert.equal(away.headers.get('retry-after'), '1');
+  await assertProblem(away, 503, 'upstream-unavailable', `${name} away`);
+});
+
+test('nginx (openfaas.conf) routes the same way onto /function/<name> of the OpenFaaS gateway, the target passed on unchanged', async (t) => {
+  if (!toolOrSkip(t, 'nginx', 'the OpenFaaS edge\'s routing is not checked')) return;
+  // The OpenFaaS gateway hands /function/<name>/<rest> to <name> as /<rest>.
+  const gateway = await fakeUpstream((req) => {
+    const [, name = '', rest = ''] = /^\/function\/([\w-]+)(\/.*)$/.exec(req.url ?? '') ?? [];
+    return name ? { function: name, method: req.method ?? '', url: rest, requestId: String(req.headers['x-request-id']) } : undefined;
+  });
+  t.after(() => gateway.close());
+  await checkEdge(await runNginx(t, 'deploy/nginx/openfaas.conf', { 'gateway.openfaas': portOf(gateway) }));
 });
 
 // --- Prometheus and Grafana ---
@@ -285,7 +395,7 @@ test('Prometheus scrapes every function and worker at <name>:8080/metrics every 
   const global = object(prometheus.global, 'prometheus.yml global');
   assert.equal(global.scrape_interval, '5s');
   const jobs = list(prometheus.scrape_configs) as ScrapeConfig[];
-  const scraped = [...names, ...workers];
+  const scraped: string[] = [...names, ...workers];
   for (const name of scraped) {
     const job = jobs.find((j) => j.job_name === name);
     assert.ok(job, `a scrape job for ${name}`);

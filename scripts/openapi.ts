@@ -1,7 +1,4 @@
-import { writeFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import type { FunctionDefinition } from '../shared/http-function.js';
-import { loadDefinitions } from './functions.js';
 
 interface Parameter {
   name: string;
@@ -19,6 +16,7 @@ interface ObjectSchema {
 /** What a 409 means, for the functions that answer one. */
 const conflicts: Record<string, string> = {
   book: 'Not enough tickets left, or the per-customer maximum reached (limit and mayStillBook say how far)',
+  'cancel-booking': 'The booking failed: it holds nothing to cancel',
   'create-event': 'The event does not fit in its venue',
   'update-event': 'The sale has started, or the event does not fit in its venue',
   'update-venue': 'The venue would hold fewer than one of its events',
@@ -29,6 +27,7 @@ const problem = (description: string) => ({ description, content: { 'application
 /**
  * The OpenAPI 3.1 document of the public API, built from the very JSON
  * Schemas the functions validate with, so the two cannot drift apart.
+ * `npm run generate` writes it to openapi.json, which the edges serve.
  */
 export function openApiDocument(definitions: FunctionDefinition[]): object {
   const paths: Record<string, Record<string, object>> = {};
@@ -87,10 +86,4 @@ function parametersOf(schema: object | undefined, where: Parameter['in']): Param
     const { description, ...rest } = property;
     return { name, in: where, required: where === 'path' || required.includes(name), schema: rest, ...(description ? { description } : {}) };
   });
-}
-
-// `npm run openapi`: writes openapi.json, the file the compose stack's edge serves.
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  await writeFile('openapi.json', `${JSON.stringify(openApiDocument(await loadDefinitions()), null, 2)}\n`);
-  console.log('wrote openapi.json');
 }
