@@ -19,7 +19,8 @@ export interface Upstream {
  * matched by path and method, so functions may share a path; a method no
  * function of that path serves is a 405 naming those that do.
  * Every answer carries an X-Request-Id, the caller's if sensible, which the function is given too.
- * In the compose stack nginx plays this part, in OpenFaaS its gateway does.
+ * In the compose stack nginx plays this part (deploy/nginx/boxoffice.conf), in
+ * OpenFaaS an nginx edge of the same generated routes (deploy/nginx/openfaas.conf).
  */
 export function createGateway(upstreams: Upstream[], openapi: object = {}): Server {
   const document = JSON.stringify(openapi);
