@@ -59,8 +59,22 @@ export const problems = {
       `Event ${eventId} allows at most ${limit} tickets per customer; you may book ${mayStillBook} more`,
       { members: { limit, mayStillBook } },
     ),
+  bookingFailed: (bookingId: string) =>
+    new Problem(409, 'booking-failed', 'Booking failed', `Booking ${bookingId} failed: it holds no tickets and has no order, so there is nothing to cancel`),
   saleStarted: (detail: string) => new Problem(409, 'sale-started', 'The sale has started', detail),
   capacityExceedsVenue: (detail: string) => new Problem(409, 'capacity-exceeds-venue', 'More tickets than the venue holds', detail),
+  noWaitingRoom: (eventId: number) => new Problem(404, 'no-waiting-room', 'No waiting room', `Event ${eventId} sells without a waiting room: book it directly`),
+  queuePassRequired: (eventId: number) =>
+    new Problem(
+      403,
+      'queue-pass-required',
+      'A waiting-room pass is required',
+      `Event ${eventId} sells through its waiting room: join it (POST /api/v1/queue/${eventId}) and, once admitted, send your pass in a Queue-Pass header`,
+    ),
+  // `reason` as a member too, so a client can tell a used pass from an expired one without reading the detail.
+  queuePassInvalid: (reason: string, detail: string) => new Problem(403, 'queue-pass-invalid', 'Waiting-room pass not accepted', detail, { members: { reason } }),
+  queuePassUnavailable: (detail: string) =>
+    new Problem(503, 'queue-pass-unavailable', 'Waiting-room passes cannot be issued or checked right now', detail, { headers: { 'Retry-After': '5' } }),
   idempotencyKeyReused: () =>
     new Problem(422, 'idempotency-key-reused', 'Idempotency-Key already used', 'This Idempotency-Key was used with a different request body'),
   notACloudEvent: (detail: string) => new Problem(400, 'not-a-cloudevent', 'Request is not a CloudEvent', detail),

@@ -14,6 +14,8 @@ export interface Confirmation {
   ticketCount: number;
   /** The exact decimal text of its totalPrice, when it has one. */
   price?: string;
+  /** A booking.cancelled message: nothing to do but check that its booking is cancelled. */
+  cancelled?: boolean;
 }
 
 interface BookingRow {
@@ -29,6 +31,7 @@ interface BookingRow {
 export type Confirmed =
   | { outcome: 'created'; status: 'CONFIRMED'; orderId: string }
   | { outcome: 'duplicate'; status: string }
+  | { outcome: 'cancelled'; status: 'CANCELLED' }
   | { outcome: 'refused'; problem: Problem };
 
 /**
@@ -41,8 +44,11 @@ export const confirmations = new GroupCommit(confirmAll, { maxBatch: MAX_BATCH }
 /**
  * Locks the batch's bookings (in id order, so instances never deadlock on
  * them) and lets each one's status decide: PENDING becomes CONFIRMED with
- * its order, anything else is a duplicate delivery. A message that
- * disagrees with its booking, or has none, is refused and changes nothing.
+ * its order; CANCELLED never gets one (the message came after the
+ * cancellation, or is the cancellation's own): answered `cancelled`, so
+ * the deliverer moves on; anything else is a duplicate delivery. A message
+ * that disagrees with its booking, or has none, is refused and changes
+ * nothing; so is a cancellation of a booking that is not cancelled.
  */
 async function confirmAll(messages: Confirmation[]): Promise<Confirmed[]> {
   return transaction(async (db) => {
@@ -59,6 +65,10 @@ async function confirmAll(messages: Confirmation[]): Promise<Confirmed[]> {
       if (!booking) return { outcome: 'refused', problem: problems.unknownBooking(message.bookingId) };
       const disagreement = disagreementOf(message, booking);
       if (disagreement) return { outcome: 'refused', problem: problems.bookingMismatch(message.bookingId, disagreement) };
+      if (message.cancelled && booking.status !== 'CANCELLED') {
+        return { outcome: 'refused', problem: problems.bookingMismatch(message.bookingId, `it says the booking is cancelled, but it is ${booking.status}`) };
+      }
+      if (booking.status === 'CANCELLED') return { outcome: 'cancelled', status: 'CANCELLED' };
       // The same booking twice in one batch: the first confirms it, the rest are its duplicates.
       if (confirming.has(booking.booking_id)) return { outcome: 'duplicate', status: 'CONFIRMED' };
       if (booking.status !== 'PENDING') return { outcome: 'duplicate', status: booking.status };

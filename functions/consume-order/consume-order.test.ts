@@ -222,6 +222,39 @@ test("a structured event's totalPrice is compared as a decimal too", async () =>
   assert.equal((await state(booking)).status, 'CONFIRMED');
 });
 
+/** Cancels a booking as cancel-booking does, without its outbox row: the tickets go back. */
+async function cancelled(booking: Booking): Promise<Booking> {
+  await pool.query("UPDATE bookings SET status = 'CANCELLED', cancelled_at = now() WHERE booking_id = $1", [booking.bookingId]);
+  await pool.query('UPDATE events SET left_capacity = left_capacity + $2 WHERE event_id = $1', [booking.eventId, booking.ticketCount]);
+  return booking;
+}
+
+test('a message for a booking cancelled before its order was made makes no order and is answered 200 cancelled, so it is not dead-lettered', async () => {
+  const booking = await cancelled(await pendingBooking(2));
+  const res = await binary(messageText(booking));
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { bookingId: booking.bookingId, outcome: 'cancelled', status: 'CANCELLED' });
+  assert.deepEqual(await state(booking), { status: 'CANCELLED', orders: 0, total: null, left_capacity: 10 });
+  const metrics = await (await fetch(`${fn.url}/metrics`)).text();
+  assert.ok((metricValue(metrics, 'boxoffice_orders_total', { outcome: 'cancelled' }) ?? 0) >= 1);
+});
+
+test("a booking.cancelled message on the same topic is answered 200 cancelled when its booking is cancelled, refused with 422 when it is not; a message type it does not know is a 400", async () => {
+  const booking = await cancelled(await pendingBooking(2));
+  const cancellation = messageText(booking, { type: 'booking.cancelled', orderId: null, refund: 0 });
+  const res = await binary(cancellation);
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { bookingId: booking.bookingId, outcome: 'cancelled', status: 'CANCELLED' });
+
+  const live = await pendingBooking(2);
+  const refused = await problemOf(await binary(messageText(live, { type: 'booking.cancelled' })));
+  assert.deepEqual([refused.status, refused.type], [422, 'urn:boxoffice:problem:booking-mismatch']);
+  assert.match(refused.detail, /cancelled, but it is PENDING/);
+  const unknown = await problemOf(await binary(messageText(live, { type: 'booking.refunded' })));
+  assert.deepEqual([unknown.status, unknown.type], [400, 'urn:boxoffice:problem:validation-failed'], unknown.detail);
+  assert.deepEqual(await state(live), { status: 'PENDING', orders: 0, total: null, left_capacity: 8 });
+});
+
 test('a message for a booking that does not exist is refused with 422, so it is dead-lettered', async () => {
   const res = await binary({ bookingId: randomUUID(), userId: 1, eventId: 1, ticketCount: 1 });
   assert.equal(res.status, 422);

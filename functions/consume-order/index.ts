@@ -8,8 +8,13 @@ import { idSchema, uuidSchema } from '../../shared/schemas.js';
 import { confirmations } from './confirm.js';
 import { canonicalDecimal, memberText } from './price.js';
 
-/** A message of the `booking` topic, as `book` writes it. */
-interface BookingAccepted {
+/**
+ * A message of the `booking` topic: a booking accepted, as `book` writes it,
+ * or, with `type`, its cancellation, as cancel-booking writes it (with more
+ * members, which consume-order does not need).
+ */
+interface BookingMessage {
+  type?: 'booking.cancelled';
   bookingId: string;
   userId: number;
   eventId: number;
@@ -20,7 +25,9 @@ interface BookingAccepted {
 
 /**
  * Triggered by the `booking` topic: turns an accepted booking into its
- * order, exactly once. Delivery is at least once, so the booking row is
+ * order, exactly once, unless the booking was cancelled first (no order,
+ * answered 200 `cancelled`; a cancellation's own message is answered so
+ * too). Delivery is at least once, so the booking row is
  * locked and its status decides: a confirmed booking is a duplicate and
  * answers 200 without writing; the unique order-per-booking constraint
  * backs that up. A message that disagrees with its booking is a bug or a
@@ -28,13 +35,15 @@ interface BookingAccepted {
  * it is, for the right message to confirm. Messages delivered at once are
  * confirmed together, in one transaction (see confirm.ts).
  */
-export default cloudEventFunction<BookingAccepted>({
+export default cloudEventFunction<BookingMessage>({
   name: 'consume-order',
   // Only the deliverers' service account (the trigger, the relay) may confirm orders.
   delivererRole: DELIVERER_ROLE,
   dataSchema: {
     type: 'object',
     properties: {
+      // A type this version does not know can never succeed here: refused (400), dead-lettered, replayable after an upgrade.
+      type: { enum: ['booking.cancelled'] },
       bookingId: uuidSchema,
       userId: idSchema,
       eventId: idSchema,
@@ -47,7 +56,7 @@ export default cloudEventFunction<BookingAccepted>({
   async handle({ data, dataText }) {
     const { bookingId, userId, eventId, ticketCount } = data;
     const price = data.totalPrice === undefined ? undefined : await priceText(dataText);
-    const confirmed = await confirmations.submit({ bookingId, userId, eventId, ticketCount, price });
+    const confirmed = await confirmations.submit({ bookingId, userId, eventId, ticketCount, price, cancelled: data.type === 'booking.cancelled' });
     if (confirmed.outcome === 'refused') throw confirmed.problem;
     orderOutcomes.inc({ outcome: confirmed.outcome });
     return { bookingId, ...confirmed };
