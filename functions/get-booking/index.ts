@@ -11,7 +11,7 @@ interface BookingRow {
   event_id: number;
   ticket_count: number;
   total_price: string;
-  status: 'PENDING' | 'CONFIRMED' | 'FAILED';
+  status: 'PENDING' | 'CONFIRMED' | 'FAILED' | 'CANCELLED';
   created_at: Date;
   /** bigint: pg hands it over as a string, and it stays one. Null until the order consumer places the order. */
   order_id: string | null;

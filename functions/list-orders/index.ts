@@ -20,6 +20,9 @@ interface OrderRow {
   quantity: number;
   total: string;
   placed_at: Date;
+  status: 'ACTIVE' | 'CANCELLED';
+  cancelled_at: Date | null;
+  refund: string | null;
 }
 
 /** GET /api/v1/orders?userId=: a customer's orders (the caller's own by default), newest first, a page at a time. */
@@ -49,7 +52,7 @@ export default httpFunction<Record<string, never>, OrdersQuery>({
     if (customer.rowCount === 0) throw problems.notFound(`Customer ${userId} does not exist`);
 
     const { rows } = await pool.query<OrderRow>(
-      `SELECT order_id, booking_id, customer_id, event_id, quantity, total, placed_at
+      `SELECT order_id, booking_id, customer_id, event_id, quantity, total, placed_at, status, cancelled_at, refund
          FROM orders
         WHERE customer_id = $1
         ORDER BY placed_at DESC, order_id DESC
@@ -65,6 +68,9 @@ export default httpFunction<Record<string, never>, OrdersQuery>({
         quantity: order.quantity,
         total: new Decimal(order.total),
         placedAt: order.placed_at.toISOString(),
+        // The original's fields, then what cancellation added: a cancelled order says so, and what is refunded.
+        status: order.status,
+        ...(order.cancelled_at && { cancelledAt: order.cancelled_at.toISOString(), refund: new Decimal(order.refund!) }),
       })),
     };
   },

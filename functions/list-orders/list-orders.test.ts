@@ -22,6 +22,9 @@ interface OrderJson {
   quantity: number;
   total: number;
   placedAt: string;
+  status: string;
+  cancelledAt?: string;
+  refund?: number;
 }
 
 /** A confirmed booking and its order, placed at `placedAt`. */
@@ -72,8 +75,28 @@ test('an order reads with its bigint id as a string and an exact total', async (
       quantity: 4,
       total: 120,
       placedAt: '2025-06-01T12:30:45.678Z',
+      status: 'ACTIVE',
     },
   ]);
+});
+
+test('a cancelled order is listed as cancelled, with when and what is refunded', async () => {
+  const customerId = await createCustomer();
+  const order = await createOrder(customerId, { placedAt: '2025-06-02T10:00:00.000Z', quantity: 2, total: '50.00' });
+  const db = await pool.connect();
+  try {
+    await db.query('BEGIN');
+    await db.query("UPDATE bookings SET status = 'CANCELLED', cancelled_at = now(), updated_at = now() WHERE booking_id = $1", [order.bookingId]);
+    await db.query("UPDATE orders SET status = 'CANCELLED', cancelled_at = '2025-06-03T09:00:00Z', refund = total WHERE order_id = $1", [order.orderId]);
+    await db.query('COMMIT');
+  } catch (error) {
+    await db.query('ROLLBACK');
+    throw error;
+  } finally {
+    db.release();
+  }
+  const [listed] = await ordersOf(customerId);
+  assert.deepEqual({ status: listed?.status, cancelledAt: listed?.cancelledAt, refund: listed?.refund }, { status: 'CANCELLED', cancelledAt: '2025-06-03T09:00:00.000Z', refund: 50 });
 });
 
 test('orders are listed newest first, ties broken by the later order id', async () => {
