@@ -1,7 +1,9 @@
-# One image per function, one for the Kafka trigger, one for the outbox relay:
+# One image per function, one for the Kafka trigger, one for the outbox relay,
+# one for the waiting room's admitter:
 #   docker build --build-arg FUNCTION=get-event -t boxoffice/get-event .
 #   docker build --target trigger -t boxoffice/trigger .
 #   docker build --target relay -t boxoffice/relay .
+#   docker build --target admitter -t boxoffice/admitter .
 # The build stage compiles TypeScript; the runtime has production
 # dependencies and compiled code only: no dev tools, no tests.
 FROM node:20-bookworm-slim AS build
@@ -13,6 +15,7 @@ COPY shared ./shared
 COPY functions ./functions
 COPY trigger ./trigger
 COPY relay ./relay
+COPY admitter ./admitter
 RUN npm run build
 
 FROM node:20-bookworm-slim AS deps
@@ -39,6 +42,11 @@ CMD ["node", "dist/trigger/main.js"]
 # The outbox relay: publishes accepted bookings to Kafka.
 FROM runtime AS relay
 CMD ["node", "dist/relay/main.js"]
+
+# The admitter: lets customers through the waiting rooms, on a timer; for a
+# cron trigger, override the command with `node dist/admitter/main.js --once`.
+FROM runtime AS admitter
+CMD ["node", "dist/admitter/main.js"]
 
 # A function (the default target); `node dist/shared/migrate.js` in it migrates a database.
 FROM runtime AS function

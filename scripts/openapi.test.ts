@@ -34,7 +34,7 @@ test('every public route is in it, with the schemas its function validates with'
   }
   const booking = document.paths['/api/v1/booking']?.post;
   assert.equal(booking?.requestBody?.content['application/json'].schema, book.schemas?.body);
-  assert.deepEqual(booking?.parameters?.map((p) => [p.name, p.in, p.required]), [['idempotency-key', 'header', false]]);
+  assert.deepEqual(booking?.parameters?.map((p) => [p.name, p.in, p.required]), [['idempotency-key', 'header', false], ['queue-pass', 'header', false]]);
   const event = document.paths['/api/v1/inventory/event/{eventId}']?.get;
   assert.deepEqual(event?.parameters?.map((p) => [p.name, p.in, p.required]), [['eventId', 'path', true]]);
 });

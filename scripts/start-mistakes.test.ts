@@ -128,7 +128,7 @@ test('a second npm start on the ports of a running one refuses before migrating,
     outcome,
     new RegExp(
       `^\\[boxoffice\\] start-up failed: port ${gateway} \\(the gateway\\) is already in use: set GATEWAY_PORT to a free port; ` +
-        `ports ${names} are already in use: set FUNCTIONS_BASE_PORT to the first of ${functionNames().length + 1} free ports in a row ` +
+        `ports ${names} are already in use: set FUNCTIONS_BASE_PORT to the first of ${functionNames().length + 2} free ports in a row ` +
         '\\(is another npm start running\\?\\)$',
       'm',
     ),
@@ -205,6 +205,8 @@ test('bad settings, of npm start or of what it runs (read as their modules load)
     [{ FUNCTION_SERVER: 'fast' }, /start-up failed: FUNCTION_SERVER must be lean or framework, got "fast"$/m],
     [{ LOG_LEVEL: 'loud' }, /start-up failed: LOG_LEVEL must be one of .*, got "loud"$/m],
     [{ RELAY_BATCH: '0' }, /start-up failed: RELAY_BATCH must be an integer >= 1, got "0"$/m],
+    [{ ADMITTER_TICK_MS: '10' }, /start-up failed: ADMITTER_TICK_MS must be an integer from 100 to 3600000, got "10"$/m],
+    [{ QUEUE_PASS_KEY: 'short' }, /start-up failed: QUEUE_PASS_KEY must be a random secret of at least 32 characters, got 5$/m],
     [{ DATABASE_URL: 'localhost:5432/boxoffice' }, /start-up failed: DATABASE_URL must be a URL like postgres:\/\/user:password@host:5432\/database$/m],
     [{ DATABASE_URL_FILE: secretless }, new RegExp(`start-up failed: DATABASE_URL_FILE names ${secretless}, which cannot be read: ENOENT`, 'm')],
   ];
@@ -237,7 +239,7 @@ test('as root in a folder the user postgres cannot enter, npm start names that f
   t.after(() => rmSync(privateFolder, { recursive: true, force: true }));
   const clone = join(privateFolder, 'boxoffice');
   mkdirSync(clone);
-  for (const entry of ['functions', 'migrations', 'node_modules', 'package.json', 'relay', 'scripts', 'shared', 'trigger', 'tsconfig.json']) {
+  for (const entry of ['admitter', 'functions', 'migrations', 'node_modules', 'package.json', 'relay', 'scripts', 'shared', 'trigger', 'tsconfig.json']) {
     symlinkSync(join(repo, entry), join(clone, entry));
   }
   const passwordFiles = () => readdirSync(tmpdir()).filter((name) => name.startsWith('pg-password-'));
@@ -252,7 +254,7 @@ test('as root in a folder the user postgres cannot enter, npm start names that f
       'm',
     ),
   );
-  assert.deepEqual(readdirSync(clone).sort(), ['functions', 'migrations', 'node_modules', 'package.json', 'relay', 'scripts', 'shared', 'trigger', 'tsconfig.json'], 'no data folder made');
+  assert.deepEqual(readdirSync(clone).sort(), ['admitter', 'functions', 'migrations', 'node_modules', 'package.json', 'relay', 'scripts', 'shared', 'trigger', 'tsconfig.json'], 'no data folder made');
   assert.deepEqual(passwordFiles().filter((name) => !before.includes(name)), [], 'no password file left');
 });
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import { createServer } from 'node:net';
@@ -101,6 +102,7 @@ try {
   const relayPort = firstPort + names.length;
   launch('relay', ['relay/main.ts'], relayPort, `publishes the outbox to ${kafka ? 'Kafka' : 'consume-order'}`);
   if (kafka) launch('trigger', ['trigger/main.ts'], relayPort + 1, 'consumes booking, delivers to consume-order');
+  launch('admitter', ['admitter/main.ts'], firstPort + settings.children.indexOf('admitter'), 'admits customers through the waiting rooms');
 
   await Promise.all(upstreams.map((u) => untilReady(u.target)));
   gateway = createGateway(upstreams, openApiDocument(definitions));
@@ -175,7 +177,7 @@ async function checkedSettings() {
   const brokers = (await import('../shared/kafka.js')).kafkaBrokers();
   const kafka = brokers.length > 0;
   const names = functionNames();
-  const children = [...names, 'relay', ...(kafka ? ['trigger'] : [])];
+  const children = [...names, 'relay', ...(kafka ? ['trigger'] : []), 'admitter'];
   const gatewayPort = portSetting('GATEWAY_PORT', 8080);
   const firstPort = portSetting('FUNCTIONS_BASE_PORT', 8081);
   if (firstPort + children.length - 1 > 65_535) throw new ConfigError(`FUNCTIONS_BASE_PORT must leave ${children.length} ports below 65536, got ${firstPort}`);
@@ -184,13 +186,15 @@ async function checkedSettings() {
   const postgresPort = databaseSetting ? undefined : portSetting('EMBEDDED_POSTGRES_PORT', 54329);
   process.env.CONSUME_ORDER_URL = `http://127.0.0.1:${firstPort + names.indexOf('consume-order')}`;
   const deliverer = (await import('./deliverer.js')).wireDeliverer(issuerPort, say);
+  wireQueuePassKey((await import('../shared/queue-pass.js')).queuePassKey);
 
   // Loading every function reads the settings its modules read (auth's
-  // among them); the host's, the trigger's and the relay's are read as they will be.
+  // among them); the host's, the trigger's, the relay's and the admitter's are read as they will be.
   const definitions = await loadDefinitions();
   (await import('../shared/host.js')).functionServerSetting();
   if (kafka) (await import('../trigger/settings.js')).triggerSettings();
   (await import('../relay/settings.js')).relaySettings();
+  (await import('../admitter/settings.js')).admitterSettings([]);
 
   const ports: PortUse[] = [
     { port: gatewayPort, what: 'the gateway', setting: 'GATEWAY_PORT' },
@@ -204,6 +208,7 @@ async function checkedSettings() {
   }
   return {
     definitions,
+    children,
     brokers,
     kafka,
     gatewayPort,
@@ -219,6 +224,16 @@ async function checkedSettings() {
       crashWindowMs: integerSetting('RESTART_WINDOW_MS', 60_000, 1),
     },
   };
+}
+
+/**
+ * The key of the waiting room's passes, shared by every function through
+ * process.env: QUEUE_PASS_KEY (or its _FILE) as set and checked, else a
+ * fresh one for this run, like the deliverers' secret (passes of an earlier
+ * run are then refused).
+ */
+function wireQueuePassKey(queuePassKey: () => Uint8Array | undefined): void {
+  if (!queuePassKey()) process.env.QUEUE_PASS_KEY = randomBytes(32).toString('base64url');
 }
 
 /**

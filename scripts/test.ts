@@ -14,7 +14,7 @@ import { kafkaForTests, keycloakForTests } from './services.js';
 // scripts); each run publishes to topics of its own. Without them their
 // tests skip loudly, except under CI=true, where they fail.
 // `npm test -- <file>...` runs only those files (the checks still run first).
-const roots = ['functions', 'shared', 'migrations', 'scripts', 'trigger', 'relay'];
+const roots = ['functions', 'shared', 'migrations', 'scripts', 'trigger', 'relay', 'admitter'];
 const chosen = process.argv.slice(2);
 const files = chosen.length ? chosen : roots.flatMap((root) =>
   readdirSync(root, { recursive: true, encoding: 'utf8' })

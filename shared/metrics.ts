@@ -34,7 +34,7 @@ export const inflightShed = new Counter({
 // dashboards select them by function.
 export const bookingOutcomes = new Counter({
   name: 'boxoffice_bookings_total',
-  help: 'Booking requests by outcome (accepted, replayed, sold_out, over_limit, unknown_customer, unknown_event, key_reused)',
+  help: 'Booking requests by outcome (accepted, replayed, sold_out, over_limit, pass_required, pass_refused, unknown_customer, unknown_event, key_reused; cancelled, already_cancelled)',
   labelNames: ['outcome'] as const,
   registers: [registry],
 });
@@ -47,7 +47,7 @@ export const ticketsSold = new Counter({
 
 export const orderOutcomes = new Counter({
   name: 'boxoffice_orders_total',
-  help: 'Booking messages consumed, by outcome (created, duplicate)',
+  help: 'Booking messages consumed, by outcome (created, duplicate, cancelled: of a cancelled booking, no order)',
   labelNames: ['outcome'] as const,
   registers: [registry],
 });
@@ -112,5 +112,38 @@ export const bookingBatchSize = new Histogram({
 export const triggerRedeliveries = new Counter({
   name: 'boxoffice_trigger_redeliveries_total',
   help: 'Messages the trigger had delivered past a failing one in its concurrent window: delivered again after the partition rewinds',
+  registers: [registry],
+});
+
+// The waiting room, measured by the admitter at each tick. Several admitters
+// report the same gauges (read their max) and count apart (sum them).
+export const queueWaiting = new Gauge({
+  name: 'boxoffice_queue_waiting',
+  help: 'Customers waiting in the waiting rooms of events with tickets left, as of the admitter\'s last tick',
+  registers: [registry],
+});
+
+export const queueActivePasses = new Gauge({
+  name: 'boxoffice_queue_active_passes',
+  help: 'Admitted customers holding a pass neither used nor expired (each room at most its maxActive), as of the admitter\'s last tick',
+  registers: [registry],
+});
+
+export const queueAdmitted = new Counter({
+  name: 'boxoffice_queue_admitted_total',
+  help: 'Customers the admitter let through a waiting room, each given a pass',
+  registers: [registry],
+});
+
+export const queueWait = new Histogram({
+  name: 'boxoffice_queue_wait_seconds',
+  help: 'How long admitted customers waited: from joining, or from the start for those who joined before it, to admission',
+  buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
+  registers: [registry],
+});
+
+export const queuePassesExpired = new Counter({
+  name: 'boxoffice_queue_passes_expired_total',
+  help: 'Passes that expired unused, freeing their slot',
   registers: [registry],
 });

@@ -5,6 +5,7 @@ import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
 import { Decimal } from '../../shared/json.js';
 import { bookingOutcomes, ticketsSold } from '../../shared/metrics.js';
+import { QUEUE_PASS_HEADER, readPass } from '../../shared/queue-pass.js';
 import { idSchema } from '../../shared/schemas.js';
 import { findByKey, reservations, type BookingRow, type Outcome, type Reservation } from './reserve.js';
 
@@ -24,8 +25,9 @@ interface BookingRequest {
  * (reserve.ts): the customer is checked, the tickets taken under the event's
  * row lock (the database refuses to go below zero anyway), the booking
  * stored as PENDING with its outbox row, which wakes the relay at commit.
- * An event's per-customer maximum is checked under the same lock.
- * The order follows through Kafka.
+ * An event's per-customer maximum is checked under the same lock, and so,
+ * for an event sold through its waiting room, is the pass (Queue-Pass),
+ * which the booking spends. The order follows through Kafka.
  */
 export default httpFunction<Record<string, never>, Record<string, never>, BookingRequest>({
   name: 'book',
@@ -35,7 +37,15 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
   schemas: {
     header: {
       type: 'object',
-      properties: { 'idempotency-key': { type: 'string', pattern: '^[\\x21-\\x7e]{1,200}$', description: 'Makes a retried POST safe: the same key and body answer the first booking again' } },
+      properties: {
+        'idempotency-key': { type: 'string', pattern: '^[\\x21-\\x7e]{1,200}$', description: 'Makes a retried POST safe: the same key and body answer the first booking again' },
+        [QUEUE_PASS_HEADER]: {
+          type: 'string',
+          pattern: '^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$',
+          maxLength: 2048,
+          description: 'The waiting-room pass of the customer for the event (GET /api/v1/queue/{eventId}); required while the event sells through its waiting room',
+        },
+      },
     },
     body: {
       type: 'object',
@@ -54,7 +64,9 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
     const key = headers['idempotency-key'] as string | undefined;
     const fingerprint = key && createHash('sha256').update(`${body.userId}:${body.eventId}:${body.ticketCount}`).digest('hex');
 
-    const outcome = await bookOrReplay({ ...body, key, fingerprint });
+    const pass = await readPass(headers[QUEUE_PASS_HEADER] as string | undefined, body.userId, body.eventId);
+
+    const outcome = await bookOrReplay({ ...body, key, fingerprint, pass });
     if (outcome.kind === 'unknownCustomer') {
       bookingOutcomes.inc({ outcome: 'unknown_customer' });
       throw problems.notFound(`Customer ${body.userId} does not exist`);
@@ -62,6 +74,14 @@ export default httpFunction<Record<string, never>, Record<string, never>, Bookin
     if (outcome.kind === 'unknownEvent') {
       bookingOutcomes.inc({ outcome: 'unknown_event' });
       throw problems.notFound(`Event ${body.eventId} does not exist`);
+    }
+    if (outcome.kind === 'passRequired') {
+      bookingOutcomes.inc({ outcome: 'pass_required' });
+      throw problems.queuePassRequired(body.eventId);
+    }
+    if (outcome.kind === 'passRefused') {
+      bookingOutcomes.inc({ outcome: 'pass_refused' });
+      throw problems.queuePassInvalid(outcome.fault, outcome.detail);
     }
     if (outcome.kind === 'soldOut') {
       bookingOutcomes.inc({ outcome: 'sold_out' });

@@ -3,6 +3,8 @@ import { transaction, type Queryable } from '../../shared/db.js';
 import { topics } from '../../shared/kafka.js';
 import { bookingBatchSize } from '../../shared/metrics.js';
 import { GroupCommit } from '../../shared/group-commit.js';
+import type { PassFault, PassReading } from '../../shared/queue-pass.js';
+import { lockTurns, turnFault, turnKey, useTurns, type Turn } from '../../shared/waiting-room.js';
 
 /** Most requests one reservation transaction takes: bounds its statements and its lock time. */
 const MAX_BATCH = 200;
@@ -13,6 +15,8 @@ export interface Reservation {
   ticketCount: number;
   key?: string;
   fingerprint?: string;
+  /** The Queue-Pass header as read before batching; needed only for an event sold through its waiting room. */
+  pass?: PassReading;
 }
 
 export interface BookingRow {
@@ -31,7 +35,9 @@ export type Outcome =
   | { kind: 'unknownCustomer' }
   | { kind: 'unknownEvent' }
   | { kind: 'soldOut'; left: number }
-  | { kind: 'overLimit'; limit: number; mayStillBook: number };
+  | { kind: 'overLimit'; limit: number; mayStillBook: number }
+  | { kind: 'passRequired' }
+  | { kind: 'passRefused'; fault: PassFault; detail: string };
 
 /** What the allocation decided, before anything is written. */
 type Decision = { kind: 'book'; bookingId: string } | { kind: 'sameKeyAs'; index: number } | Exclude<Outcome, { booking: BookingRow }>;
@@ -63,9 +69,12 @@ async function reserveAll(requests: Reservation[]): Promise<Outcome[]> {
   return transaction(async (db) => {
     const customers = await knownCustomers(db, requests);
     const events = await lockEvents(db, requests);
+    const turns = await lockTurns(db, passHolders(requests, events));
     const held = await ticketsHeld(db, requests, events);
-    const decisions = allocate(requests, customers, events, held);
+    const decisions = allocate(requests, customers, events, held, turns);
     const booked = await storeBookings(db, requests, decisions);
+    // A pass is spent by the booking it made, in the same transaction.
+    await useTurns(db, [...booked.values()].filter((b) => events.get(b.event_id)?.queued).map((b) => ({ customerId: b.customer_id, eventId: b.event_id })));
     const existing = await bookingsOfLostKeys(db, requests, decisions, booked);
     const outcomes: Outcome[] = [];
     decisions.forEach((decision, i) => {
@@ -89,20 +98,27 @@ async function knownCustomers(db: Queryable, requests: Reservation[]): Promise<S
   return new Set(rows.map((r) => r.customer_id));
 }
 
-/** A locked event: the tickets left and the most one customer may hold (null: no limit). */
+/** A locked event: the tickets left, the most one customer may hold (null: no limit), and whether it sells through its waiting room. */
 interface LockedEvent {
   left: number;
   limit: number | null;
+  queued: boolean;
 }
 
 /** The events as of the lock: no other instance sells them until this batch commits. */
 async function lockEvents(db: Queryable, requests: Reservation[]): Promise<Map<number, LockedEvent>> {
   const ids = [...new Set(requests.map((r) => r.eventId))];
-  const { rows } = await db.query<{ event_id: number; left_capacity: number; max_tickets_per_customer: number | null }>(
-    'SELECT event_id, left_capacity, max_tickets_per_customer FROM events WHERE event_id = ANY($1::int[]) ORDER BY event_id FOR UPDATE',
+  const { rows } = await db.query<{ event_id: number; left_capacity: number; max_tickets_per_customer: number | null; queued: boolean }>(
+    `SELECT event_id, left_capacity, max_tickets_per_customer, on_sale_starts_at IS NOT NULL AS queued
+       FROM events WHERE event_id = ANY($1::int[]) ORDER BY event_id FOR UPDATE`,
     [ids],
   );
-  return new Map(rows.map((r) => [r.event_id, { left: r.left_capacity, limit: r.max_tickets_per_customer }]));
+  return new Map(rows.map((r) => [r.event_id, { left: r.left_capacity, limit: r.max_tickets_per_customer, queued: r.queued }]));
+}
+
+/** The customers who book a waiting-room event with a genuine pass: their turns are locked and checked. */
+function passHolders(requests: Reservation[], events: Map<number, LockedEvent>): { customerId: number; eventId: number }[] {
+  return requests.filter((r) => events.get(r.eventId)?.queued && r.pass?.kind === 'genuine').map((r) => ({ customerId: r.userId, eventId: r.eventId }));
 }
 
 /**
@@ -128,11 +144,13 @@ async function ticketsHeld(db: Queryable, requests: Reservation[], events: Map<n
 /**
  * In arrival order, as if each had come alone: a key already used in this
  * batch by a booking replays it; otherwise the customer and event must
- * exist, the tickets must fit in what the earlier requests left, and, for
- * a limited event, with what the customer holds and booked earlier in the
- * batch, within the limit.
+ * exist, an event sold through its waiting room needs a genuine pass whose
+ * turn is open (not spent by an earlier request of the batch), the tickets
+ * must fit in what the earlier requests left, and, for a limited event,
+ * with what the customer holds and booked earlier in the batch, within the
+ * limit.
  */
-function allocate(requests: Reservation[], customers: Set<number>, events: Map<number, LockedEvent>, held: Map<string, number>): Decision[] {
+function allocate(requests: Reservation[], customers: Set<number>, events: Map<number, LockedEvent>, held: Map<string, number>, turns: Map<string, Turn>): Decision[] {
   const bookedKeys = new Map<string, number>();
   return requests.map((request, i): Decision => {
     const key = keyOf(request);
@@ -141,6 +159,11 @@ function allocate(requests: Reservation[], customers: Set<number>, events: Map<n
     if (!customers.has(request.userId)) return { kind: 'unknownCustomer' };
     const event = events.get(request.eventId);
     if (event === undefined) return { kind: 'unknownEvent' };
+    const turn = turns.get(turnKey(request.userId, request.eventId));
+    if (event.queued) {
+      const refusal = passRefusal(request.pass, turn);
+      if (refusal) return refusal;
+    }
     if (event.left < request.ticketCount) return { kind: 'soldOut', left: event.left };
     const holding = holdingKey(request.userId, request.eventId);
     const holds = held.get(holding) ?? 0;
@@ -149,9 +172,17 @@ function allocate(requests: Reservation[], customers: Set<number>, events: Map<n
     }
     event.left -= request.ticketCount;
     held.set(holding, holds + request.ticketCount);
+    if (turn) turn.used = true;
     if (key !== undefined) bookedKeys.set(key, i);
     return { kind: 'book', bookingId: randomUUID() };
   });
+}
+
+function passRefusal(pass: PassReading | undefined, turn: Turn | undefined): Decision | undefined {
+  if (pass === undefined || pass.kind === 'none') return { kind: 'passRequired' };
+  if (pass.kind === 'refused') return { kind: 'passRefused', fault: pass.fault, detail: pass.detail };
+  const fault = turnFault(turn);
+  return fault && { kind: 'passRefused', ...fault };
 }
 
 function holdingKey(customerId: number, eventId: number): string {
