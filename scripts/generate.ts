@@ -15,7 +15,7 @@ import { openApiDocument } from './openapi.js';
 // trip); scripts/deployment.test.ts reads the result with the `yaml` parser.
 
 /** The long-running processes beside the functions: each its own folder, compose service, Dockerfile target and scrape job. */
-export const workers = ['trigger', 'relay'] as const;
+export const workers = ['trigger', 'relay', 'admitter'] as const;
 
 /** What a function needs in stack.yml beyond the defaults (max_inflight 200, no annotations). */
 const openfaas: Record<string, { maxInflight?: number; annotations?: Record<string, string> }> = {

@@ -14,6 +14,11 @@ interface ObjectSchema {
 }
 
 /** What a 409 means, for the functions that answer one. */
+// What else a 403 means, where a function refuses more than another customer's token.
+const forbidden: Record<string, string> = {
+  book: 'The token may not act for this customer, or the event has a waiting room and the Queue-Pass header carries no valid pass (queue-pass-required, queue-pass-invalid)',
+};
+
 const conflicts: Record<string, string> = {
   book: 'Not enough tickets left, or the per-customer maximum reached (limit and mayStillBook say how far)',
   'cancel-booking': 'The booking failed: it holds nothing to cancel',
@@ -48,7 +53,7 @@ export function openApiDocument(definitions: FunctionDefinition[]): object {
       responses: {
         [String(fn.success ?? 200)]: { description: 'Success', content: { 'application/json': {} } },
         400: problem('The request is not valid; invalidParams names each fault'),
-        ...(fn.access === 'token' ? { 401: problem('No valid bearer token'), 403: problem('The token may not act for this customer') } : {}),
+        ...(fn.access === 'token' ? { 401: problem('No valid bearer token'), 403: problem(forbidden[fn.name] ?? 'The token may not act for this customer') } : {}),
         404: problem('Not found'),
         ...(fn.name in conflicts ? { 409: problem(conflicts[fn.name]!) } : {}),
         ...(fn.name === 'book' ? { 422: problem('Idempotency-Key reused with another body') } : {}),
