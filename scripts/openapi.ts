@@ -13,12 +13,12 @@ interface ObjectSchema {
   required?: string[];
 }
 
-/** What a 409 means, for the functions that answer one. */
 // What else a 403 means, where a function refuses more than another customer's token.
 const forbidden: Record<string, string> = {
   book: 'The token may not act for this customer, or the event has a waiting room and the Queue-Pass header carries no valid pass (queue-pass-required, queue-pass-invalid)',
 };
 
+/** What a 409 means, for the functions that answer one. */
 const conflicts: Record<string, string> = {
   book: 'Not enough tickets left, or the per-customer maximum reached (limit and mayStillBook say how far)',
   'cancel-booking': 'The booking failed: it holds nothing to cancel',
