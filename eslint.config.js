@@ -11,4 +11,13 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // The storefront's pages run in the browser, oidc-client-ts's browser build (the global `oidc`) beside them.
+    files: ['functions/storefront/pages/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'history', 'fetch', 'URL', 'URLSearchParams', 'console', 'sessionStorage', 'crypto', 'setTimeout', 'setInterval', 'clearInterval', 'oidc'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
 );

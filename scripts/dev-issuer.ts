@@ -1,5 +1,5 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
-import { createHash, createPublicKey, randomUUID, timingSafeEqual, type JsonWebKey } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, randomUUID, timingSafeEqual, type JsonWebKey } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
@@ -91,32 +91,48 @@ export interface ServiceClient {
   tokenLifetime?: number;
 }
 
+/** The public client of the pages (the storefront and the operator view), as in the Keycloak realm. */
+export const webClientId = 'boxoffice-web';
+
 /**
  * The local token issuer of `npm start` and the tests: an OIDC discovery
  * document and a JWKS with one RS256 key, on 127.0.0.1. Functions verify its
  * tokens through the same code path as Keycloak's. Its token endpoint
- * serves the client credentials grant to `clients` (the deliverers). With
- * `urlFile`, its address is written there while it runs, for `npm run
+ * serves the client credentials grant to `clients` (the deliverers), and the
+ * authorization code grant with PKCE to the pages' public client, whose
+ * users sign in at /authorize by picking a demo user (development only: no
+ * passwords). The pages call it from their own origin, so it answers CORS.
+ * With `urlFile`, its address is written there while it runs, for `npm run
  * token` to find.
  */
 export async function startDevIssuer(key: SigningKey, port = 0, options: { urlFile?: string; clients?: ServiceClient[] } = {}): Promise<DevIssuer> {
   const publicJwk = createPublicKey({ key: key.privateJwk as JsonWebKey, format: 'jwk' }).export({ format: 'jwk' });
+  const codes = new Map<string, IssuedCode>();
   let issuer = '';
   const server = createServer((req, res) => {
     res.setHeader('Content-Type', 'application/json');
-    if (req.url === '/.well-known/openid-configuration') {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    const path = (req.url ?? '').split('?')[0];
+    if (path === '/.well-known/openid-configuration') {
       return void res.end(
         JSON.stringify({
           issuer,
           jwks_uri: `${issuer}/jwks`,
+          authorization_endpoint: `${issuer}/authorize`,
           token_endpoint: `${issuer}/token`,
-          grant_types_supported: ['client_credentials'],
-          token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+          response_types_supported: ['code'],
+          subject_types_supported: ['public'],
+          id_token_signing_alg_values_supported: ['RS256'],
+          scopes_supported: ['openid', 'profile'],
+          code_challenge_methods_supported: ['S256'],
+          grant_types_supported: ['authorization_code', 'client_credentials'],
+          token_endpoint_auth_methods_supported: ['none', 'client_secret_basic', 'client_secret_post'],
         }),
       );
     }
-    if (req.url === '/jwks') return void res.end(JSON.stringify({ keys: [{ ...publicJwk, kid: key.kid, alg: 'RS256', use: 'sig' }] }));
-    if (req.url === '/token') return void clientCredentialsGrant(req, res, key, issuer, options.clients ?? []).catch(() => res.destroy());
+    if (path === '/jwks') return void res.end(JSON.stringify({ keys: [{ ...publicJwk, kid: key.kid, alg: 'RS256', use: 'sig' }] }));
+    if (path === '/authorize') return void authorize(req, res, codes).catch(() => res.destroy());
+    if (path === '/token') return void tokenEndpoint(req, res, key, issuer, options.clients ?? [], codes).catch(() => res.destroy());
     res.statusCode = 404;
     res.end('{}');
   });
@@ -140,25 +156,144 @@ export async function startDevIssuer(key: SigningKey, port = 0, options: { urlFi
   };
 }
 
+/** An authorization code, good once, for a minute, for the client, redirect and PKCE challenge it was asked with. */
+interface IssuedCode {
+  username: string;
+  clientId: string;
+  redirectUri: string;
+  challenge: string;
+  nonce?: string;
+  expiresAt: number;
+}
+
+interface AuthorizationRequest {
+  clientId: string;
+  redirectUri: string;
+  state: string;
+  challenge: string;
+  nonce?: string;
+}
+
 /**
- * The token endpoint's client credentials grant (RFC 6749 §4.4), as Keycloak
- * answers it: the client authenticates with HTTP Basic or in the form, and
- * gets a token of its service account (`service-account-<client>`, its
- * realm roles, `azp` the client).
+ * The authorization request (RFC 6749 §4.1.1 with PKCE, RFC 7636), checked
+ * before anything is shown or redirected: the pages' client, a loopback
+ * redirect (the dev issuer sends no one's code elsewhere), an S256 challenge.
  */
-async function clientCredentialsGrant(req: IncomingMessage, res: ServerResponse, key: SigningKey, issuer: string, clients: ServiceClient[]): Promise<void> {
+function authorizationRequest(params: URLSearchParams): AuthorizationRequest | string {
+  const [clientId, redirectUri, state, challenge] = ['client_id', 'redirect_uri', 'state', 'code_challenge'].map((name) => params.get(name) ?? '') as [string, string, string, string];
+  if (clientId !== webClientId) return `unknown client "${clientId}": the dev issuer signs in ${webClientId} only`;
+  let redirect: URL;
+  try {
+    redirect = new URL(redirectUri);
+  } catch {
+    return 'redirect_uri must be an absolute URL';
+  }
+  if (redirect.protocol !== 'http:' || !['localhost', '127.0.0.1'].includes(redirect.hostname) || redirect.hash) return 'redirect_uri must be a loopback http URL without a fragment';
+  if (params.get('response_type') !== 'code') return 'response_type must be code';
+  if (params.get('code_challenge_method') !== 'S256' || !/^[\w-]{43}$/.test(challenge)) return 'a PKCE code_challenge with code_challenge_method S256 is required';
+  const nonce = params.get('nonce') ?? undefined;
+  return { clientId, redirectUri, state, challenge, ...(nonce ? { nonce } : {}) };
+}
+
+/** GET shows the dev sign-in page (pick a demo user); POST signs that user in and redirects back with a code. */
+async function authorize(req: IncomingMessage, res: ServerResponse, codes: Map<string, IssuedCode>): Promise<void> {
+  const params = req.method === 'POST' ? new URLSearchParams(await readBody(req)) : new URL(req.url ?? '', 'http://dev-issuer').searchParams;
+  const request = authorizationRequest(params);
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  if (typeof request === 'string') {
+    res.statusCode = 400;
+    return void res.end(page('Sign-in refused', `<p role="alert">${escapeHtml(request)}</p>`));
+  }
+  if (req.method === 'POST') {
+    const username = params.get('username') ?? '';
+    if (!Object.hasOwn(demoUsers, username)) {
+      res.statusCode = 400;
+      return void res.end(page('Sign-in refused', `<p role="alert">Unknown demo user ${escapeHtml(username)}</p>`));
+    }
+    for (const [code, issued] of codes) if (issued.expiresAt < Date.now()) codes.delete(code);
+    const code = randomBytes(32).toString('base64url');
+    codes.set(code, { username, clientId: request.clientId, redirectUri: request.redirectUri, challenge: request.challenge, nonce: request.nonce, expiresAt: Date.now() + 60_000 });
+    const back = new URL(request.redirectUri);
+    back.searchParams.set('code', code);
+    if (request.state) back.searchParams.set('state', request.state);
+    res.writeHead(303, { Location: back.toString() });
+    return void res.end();
+  }
+  if (req.method !== 'GET') {
+    res.writeHead(405, { Allow: 'GET, POST' });
+    return void res.end();
+  }
+  const hidden = [...params].map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`).join('');
+  const buttons = Object.entries(demoUsers)
+    .map(([name, user]) => `<li><button type="submit" name="username" value="${escapeHtml(name)}">${escapeHtml(name)}</button> ${user.customerId ? `customer ${user.customerId}` : user.roles.join(', ')}</li>`)
+    .join('');
+  res.end(page('Sign in (development issuer)', `<p><strong>Development only:</strong> no passwords. Pick a demo user to sign in as.</p><form method="post" action="/authorize">${hidden}<ul>${buttons}</ul></form>`));
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${title}</title><style>body{font:1rem/1.5 system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}ul{list-style:none;padding:0}li{margin:.5rem 0}button{font:inherit;min-width:8rem;padding:.5rem 1rem}button:focus{outline:3px solid #1a5fb4;outline-offset:2px}</style></head><body><main><h1>${title}</h1>${body}</main></body></html>`;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const chunk of req) {
+    text += (chunk as Buffer).toString('utf8');
+    if (text.length > 4096) throw new Error('the request is too large');
+  }
+  return text;
+}
+
+/** The token endpoint: the client credentials grant for the deliverers, the authorization code grant (with PKCE) for the pages. */
+async function tokenEndpoint(req: IncomingMessage, res: ServerResponse, key: SigningKey, issuer: string, clients: ServiceClient[], codes: Map<string, IssuedCode>): Promise<void> {
   const refuse = (status: number, error: string, description: string) => {
     res.statusCode = status;
     if (status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="dev-issuer"');
     res.end(JSON.stringify({ error, error_description: description }));
   };
   if (req.method !== 'POST') return refuse(405, 'invalid_request', 'POST the token request');
-  let text = '';
-  for await (const chunk of req) {
-    text += (chunk as Buffer).toString('utf8');
-    if (text.length > 4096) return refuse(400, 'invalid_request', 'the request is too large');
-  }
+  const text = await readBody(req).catch(() => undefined);
+  if (text === undefined) return refuse(400, 'invalid_request', 'the request is too large');
   const form = new URLSearchParams(text);
+  if (form.get('grant_type') === 'authorization_code') return codeGrant(form, res, key, issuer, codes, refuse);
+  return clientCredentialsGrant(req, form, res, key, issuer, clients, refuse);
+}
+
+type Refuse = (status: number, error: string, description: string) => void;
+
+/**
+ * The authorization code grant (RFC 6749 §4.1.3): the code is spent on the
+ * first try, right or wrong, and answers only the client and redirect it was
+ * issued for, with the verifier whose S256 digest is its challenge (RFC 7636 §4.6).
+ */
+async function codeGrant(form: URLSearchParams, res: ServerResponse, key: SigningKey, issuer: string, codes: Map<string, IssuedCode>, refuse: Refuse): Promise<void> {
+  const code = form.get('code') ?? '';
+  const issued = codes.get(code);
+  codes.delete(code);
+  const verifier = form.get('code_verifier') ?? '';
+  if (!issued || issued.expiresAt < Date.now()) return refuse(400, 'invalid_grant', 'the code is unknown, used or expired');
+  if (form.get('client_id') !== issued.clientId || form.get('redirect_uri') !== issued.redirectUri) return refuse(400, 'invalid_grant', 'the code was issued to another client or redirect_uri');
+  if (!/^[\w.~-]{43,128}$/.test(verifier) || createHash('sha256').update(verifier).digest('base64url') !== issued.challenge) return refuse(400, 'invalid_grant', 'the code_verifier does not match the code_challenge');
+  const user = demoUsers[issued.username]!;
+  const lifetime = 3600;
+  const claims = { subject: issued.username, customerId: user.customerId, roles: user.roles, issuer, expiresIn: lifetime };
+  const accessToken = await signToken(key, { ...claims, extra: { azp: issued.clientId, jti: randomUUID() } });
+  const idToken = await signToken(key, { ...claims, audience: issued.clientId, extra: { azp: issued.clientId, ...(issued.nonce ? { nonce: issued.nonce } : {}) } });
+  res.setHeader('Cache-Control', 'no-store');
+  res.end(JSON.stringify({ access_token: accessToken, id_token: idToken, token_type: 'Bearer', expires_in: lifetime, scope: 'openid profile' }));
+}
+
+/**
+ * The token endpoint's client credentials grant (RFC 6749 §4.4), as Keycloak
+ * answers it: the client authenticates with HTTP Basic or in the form, and
+ * gets a token of its service account (`service-account-<client>`, its
+ * realm roles, `azp` the client).
+ */
+async function clientCredentialsGrant(req: IncomingMessage, form: URLSearchParams, res: ServerResponse, key: SigningKey, issuer: string, clients: ServiceClient[], refuse: Refuse): Promise<void> {
   let [clientId, secret] = [form.get('client_id'), form.get('client_secret')];
   const basic = /^Basic (.+)$/i.exec(req.headers.authorization ?? '');
   if (basic) {
@@ -171,7 +306,7 @@ async function clientCredentialsGrant(req: IncomingMessage, res: ServerResponse,
   const client = clients.find((c) => c.clientId === clientId);
   const digest = (text: string) => createHash('sha256').update(text).digest();
   if (!client || secret === null || !timingSafeEqual(digest(secret), digest(client.secret))) return refuse(401, 'invalid_client', 'Invalid client or Invalid client credentials');
-  if (form.get('grant_type') !== 'client_credentials') return refuse(400, 'unsupported_grant_type', 'only client_credentials is served here');
+  if (form.get('grant_type') !== 'client_credentials') return refuse(400, 'unsupported_grant_type', 'only authorization_code and client_credentials are served here');
   const lifetime = client.tokenLifetime ?? 300;
   const token = await signToken(key, {
     subject: `service-account-${client.clientId}`,

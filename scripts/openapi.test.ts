@@ -26,7 +26,7 @@ test('the OpenAPI document is valid OpenAPI 3.1', async () => {
 });
 
 test('every public route is in it, with the schemas its function validates with', () => {
-  for (const fn of definitions.filter((d) => d.route)) {
+  for (const fn of definitions.filter((d) => d.route?.path.startsWith('/api/'))) {
     const operation = document.paths[fn.route!.path.replace(/:(\w+)/g, '{$1}')]?.[fn.route!.method.toLowerCase()];
     assert.ok(operation, `${fn.name} is documented`);
     assert.equal(operation.operationId, fn.name);

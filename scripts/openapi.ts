@@ -37,7 +37,8 @@ const problem = (description: string) => ({ description, content: { 'application
 export function openApiDocument(definitions: FunctionDefinition[]): object {
   const paths: Record<string, Record<string, object>> = {};
   for (const fn of definitions) {
-    if (!fn.route) continue;
+    // The storefront's pages are served beside the API, not part of it.
+    if (!fn.route?.path.startsWith('/api/')) continue;
     const path = fn.route.path.replace(/:(\w+)/g, '{$1}');
     const parameters = [
       ...parametersOf(fn.schemas?.path, 'path'),

@@ -2,7 +2,11 @@ import { problems } from './errors.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-/** A public route, e.g. `GET /api/v1/inventory/event/:eventId`. */
+/**
+ * A public route, e.g. `GET /api/v1/inventory/event/:eventId`. Each `:param`
+ * is one non-empty segment; a last `:param?` is one segment or none, so
+ * `GET /:page?` serves `/` and `/app.js` but never a path of two segments.
+ */
 export interface Route {
   method: Method;
   path: string;
@@ -19,20 +23,26 @@ export function pathMatcher(pattern: string): PathMatcher {
   const want = segments(pattern);
   return (path) => {
     const have = segments(path);
+    // A path without the optional last segment (`/` has no segments at all) matches the rest of the pattern.
+    if (want.at(-1)?.endsWith('?') && have.length === want.length - 1) return matchSegments(want.slice(0, -1), have);
     if (want.length !== have.length) return undefined;
-    const params: Record<string, string> = {};
-    for (let i = 0; i < want.length; i++) {
-      const part = want[i] as string;
-      const actual = have[i] as string;
-      if (part.startsWith(':')) {
-        if (actual === '') return undefined;
-        params[part.slice(1)] = decodeSegment(part.slice(1), actual);
-      } else if (part !== actual) {
-        return undefined;
-      }
-    }
-    return params;
+    return matchSegments(want, have);
   };
+}
+
+function matchSegments(want: string[], have: string[]): Record<string, string> | undefined {
+  const params: Record<string, string> = {};
+  for (let i = 0; i < want.length; i++) {
+    const part = (want[i] as string).replace(/\?$/, '');
+    const actual = have[i] as string;
+    if (part.startsWith(':')) {
+      if (actual === '') return undefined;
+      params[part.slice(1)] = decodeSegment(part.slice(1), actual);
+    } else if (part !== actual) {
+      return undefined;
+    }
+  }
+  return params;
 }
 
 /**

@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { freePort, freePortBlock, functionNames } from '../../scripts/functions.js';
+import { dropDatabase, ensureDatabase } from '../../scripts/local-postgres.js';
+
+// The pages as a customer and an operator use them: a real headless
+// Chromium (Debian's package) against a real `npm start` on a database of its
+// own: browse, sign in at the dev issuer, book, see it confirmed, cancel; the
+// operator's charts. Every page passes axe-core with no serious or critical
+// violation, and is kept as a screenshot in .data/screenshots/.
+const chromium = '/usr/bin/chromium';
+const screenshots = '.data/screenshots';
+const missing = existsSync(chromium) ? undefined : `${chromium} is not installed (apt-get install chromium; .ci/run does): the storefront is not tried in a browser`;
+if (missing && process.env.CI === 'true') throw new Error(`under CI=true nothing skips: ${missing}`);
+if (missing) console.warn(`\n*** SKIPPED: ${missing} ***\n`);
+const browserTest = missing ? (name: string, _fn: () => Promise<void>) => test(name, { skip: `SKIPPED: ${missing}` }, () => undefined) : (name: string, fn: () => Promise<void>) => test(name, { timeout: 180_000 }, fn);
+
+const adminUrl = new URL(process.env.DATABASE_URL ?? '');
+adminUrl.pathname = '/postgres';
+const databaseName = `boxoffice_storefront_${process.pid}`;
+let gateway = '';
+let browser: Browser;
+let stopStart: () => Promise<void> = async () => undefined;
+let output = '';
+
+before(async () => {
+  if (missing) return;
+  const databaseUrl = await ensureDatabase(adminUrl.toString(), databaseName);
+  const [gatewayPort, issuerPort] = [await freePort(), await freePort()];
+  const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      OIDC_ISSUER: '',
+      BOOKING_TOPIC: `booking-storefront-${process.pid}`,
+      TRIGGER_GROUP: `storefront-${process.pid}`,
+      GATEWAY_PORT: String(gatewayPort),
+      FUNCTIONS_BASE_PORT: String(await freePortBlock(functionNames().length + 3)),
+      DEV_ISSUER_PORT: String(issuerPort),
+    },
+  });
+  start.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  start.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = once(start, 'exit');
+  stopStart = async () => {
+    if (start.exitCode === null && start.signalCode === null) {
+      start.kill('SIGTERM');
+      await exited;
+    }
+  };
+  for (let attempt = 0; !/gateway ready at/.test(output); attempt++) {
+    assert.ok(attempt < 1_200 && start.exitCode === null, `npm start did not come up:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  gateway = `http://127.0.0.1:${gatewayPort}`;
+  browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  await mkdir(screenshots, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await stopStart();
+  if (!missing) await dropDatabase(adminUrl.toString(), databaseName);
+});
+
+const axeSource = readFile(new URL(import.meta.resolve('axe-core/axe.min.js')), 'utf8');
+
+/** axe-core's serious and critical violations on the page as it is now (none expected), and a screenshot of it. */
+async function check(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: `${screenshots}/${name}.png`, fullPage: true });
+  // Evaluated by the DevTools protocol, which the pages' Content-Security-Policy does not govern.
+  await page.evaluate(await axeSource);
+  const violations = await page.evaluate(`axe.run().then(({ violations }) => violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => v.id + ' (' + v.impact + '): ' + v.help + ' at ' + v.nodes.map((n) => n.target.join(' ')).join(', ')))`);
+  assert.deepEqual(violations, [], `${name}: accessibility violations`);
+}
+
+/** Waits until the element `selector` says `text` (the pages answer asynchronously). */
+async function waitForText(page: Page, selector: string, text: RegExp, timeout = 30_000): Promise<void> {
+  await page.waitForFunction(`${text}.test(document.querySelector(${JSON.stringify(selector)})?.textContent ?? '')`, { timeout });
+}
+
+const statusText = (page: Page) => page.$eval('[role=status]', (e) => e.textContent ?? '');
+
+browserTest('a customer browses the events, signs in as alice, books 2 tickets, sees them CONFIRMED and cancels them', async () => {
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(String(error)));
+  await page.setViewport({ width: 1024, height: 768 });
+
+  await page.goto(`${gateway}/`);
+  await page.waitForSelector('.cards li a');
+  const events = await page.$$eval('.cards li', (items) => items.map((i) => i.textContent ?? ''));
+  assert.ok(events.some((text) => /Late Night Jazz Trio.*10 tickets left/.test(text)), `the demo events with what is left: ${events.join(' | ')}`);
+  // Keyboard alone: the first Tab reaches the skip link, which leads to the content.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Skip to content');
+  await check(page, 'events');
+
+  await page.click('a[href="#/event/2"]');
+  await page.waitForSelector('form[aria-label="Book tickets"]');
+  const facts = await page.$eval('dl', (e) => e.textContent ?? '');
+  assert.match(facts, /The Cellar Club.*12 Vine Lane.*19\.99/);
+  await page.click('form[aria-label="Book tickets"] button[type=submit]');
+  await waitForText(page, '[role=status]', /Sign in to book/);
+  await check(page, 'event');
+
+  await page.click('#account button');
+  await page.waitForSelector('button[value=alice]');
+  assert.match(await page.content(), /Development only/);
+  await check(page, 'sign-in');
+  await Promise.all([page.waitForNavigation(), page.click('button[value=alice]')]);
+  await waitForText(page, '#account', /Signed in as alice/);
+  assert.equal(new URL(page.url()).hash, '#/event/2', 'back on the event page, without the code in the address');
+  assert.equal(new URL(page.url()).search, '');
+
+  await page.waitForSelector('#ticket-count');
+  await page.click('#ticket-count', { clickCount: 3 });
+  await page.keyboard.type('2');
+  await page.click('form[aria-label="Book tickets"] button[type=submit]');
+  await waitForText(page, '[role=status]', /CONFIRMED/, 60_000);
+  assert.match(await statusText(page), /Booking CONFIRMED: 2 tickets, 39\.98/);
+  await waitForText(page, 'main', /8 tickets left/);
+  await check(page, 'booked');
+
+  await page.click('a[href="#/bookings"]');
+  await page.waitForSelector('table');
+  const row = () => page.$eval('table tr:nth-of-type(2)', (r) => [...r.querySelectorAll('td')].map((td) => td.textContent ?? ''));
+  assert.deepEqual((await row()).filter((_, i) => [2, 3, 5].includes(i)), ['2', '39.98', 'CONFIRMED']);
+  await check(page, 'bookings');
+  await page.click('table tr:nth-of-type(2) button');
+  await waitForText(page, '[role=status]', /Booking cancelled/);
+  assert.equal((await row())[5], 'CANCELLED');
+  const left = (await (await fetch(`${gateway}/api/v1/inventory/event/2`)).json()) as { capacity: number };
+  assert.equal(left.capacity, 10, 'the cancelled tickets are back on sale');
+  await check(page, 'cancelled');
+
+  // A phone-sized screen: nothing wider than it.
+  await page.setViewport({ width: 375, height: 667, isMobile: true, hasTouch: true });
+  await page.goto(`${gateway}/`);
+  await page.waitForSelector('.cards li a');
+  assert.ok(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), 'no sideways scrolling on a phone');
+  await check(page, 'events-phone');
+  assert.deepEqual(problems, [], 'no script errors');
+  await context.close();
+});
+
+browserTest('an admin signs in to the operator view and sees the load-test history as charts, beside the same-run baselines', async () => {
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  await page.setViewport({ width: 1024, height: 768 });
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(String(error)));
+  page.on('console', (message) => problems.push(message.text()));
+  await page.goto(`${gateway}/admin.html`);
+  await waitForText(page, '#gate', /sign in as an admin/);
+  await page.click('#gate button');
+  await page.waitForSelector('button[value="admin-ana"]');
+  await Promise.all([page.waitForNavigation(), page.click('button[value="admin-ana"]')]);
+  await page.waitForSelector('#charts figure svg polyline').catch((error: Error) => assert.fail(`no chart: ${error.message}; ${problems.join('; ')}; ${output.slice(-2000)}`));
+  const functionsCharted = await page.$$eval('#charts h3', (headings) => headings.map((h) => h.textContent ?? ''));
+  assert.ok(functionsCharted.includes('get-event'), `a chart per function: ${functionsCharted.join(', ')}`);
+  const legends = await page.$$eval('#charts figure', (figures) => figures.map((f) => f.textContent ?? ''));
+  assert.ok(legends.some((text) => /ff-hello \(same run\)/.test(text)), 'the same-run baselines are drawn beside the function');
+  await page.waitForSelector('#sales-table table');
+  await check(page, 'operator');
+  await context.close();
+});
