@@ -12,7 +12,13 @@ import { parse, parseAllDocuments } from 'yaml';
 import type { FunctionDefinition } from '../shared/http-function.js';
 import type { Route } from '../shared/route.js';
 import { freePort, functionNames, loadDefinitions } from './functions.js';
-import { workers } from './generate.js';
+import { bookingTopic, databasePoolSize, drainTimeoutMs, image, maxReplicas, workers } from './generate.js';
+import { functionSettings, secretName, settingsRead, type SettingsRead } from './settings-read.js';
+import { topics } from '../shared/kafka.js';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { CronJob } from 'kubernetes-models/batch/v1';
+import { ConfigMap, Service as CoreService } from 'kubernetes-models/v1';
+import { Service as KnativeService } from '@kubernetes-models/knative/serving.knative.dev/v1';
 
 // The deployment files agree with the code and with each other, checked
 // without Docker: the compose stack, the OpenFaaS stack, the edge proxy's
@@ -73,117 +79,297 @@ interface Stage {
   lines: string[];
 }
 
-/** The Dockerfile's stages, in order. */
+/** The Dockerfile's stages, in order (the ARG default of a `FROM ${ARG}` resolved). */
 function dockerStages(): Stage[] {
-  return readFileSync('Dockerfile', 'utf8')
-    .replace(/\\\n/g, ' ')
+  const text = readFileSync('Dockerfile', 'utf8').replace(/\\\n/g, ' ');
+  const args = Object.fromEntries([...text.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+  return text
     .split(/^(?=FROM )/m)
     .filter((stage) => stage.startsWith('FROM '))
     .map((stage, i) => {
       const [header = '', ...lines] = stage.split('\n');
       const [, base = '', name = String(i)] = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i.exec(header) ?? [];
-      return { name, base, lines: lines.map((line) => line.trim()).filter((line) => line && !line.startsWith('#')) };
+      return { name, base: base.replace(/^\$\{(\w+)\}$/, (_, arg: string) => args[arg] ?? base), lines: lines.map((line) => line.trim()).filter((line) => line && !line.startsWith('#')) };
     });
 }
 
-/** The stage a compose service's build targets (the last one unless it names one), with what it runs. */
-function builtStage(build: Yaml): { stage: Stage; cmd: string[]; args: string[] } {
+/** What the image runs by default: the last stage's CMD. */
+function imageCommand(): string[] {
+  const last = dockerStages().at(-1)!;
+  const line = last.lines.filter((l) => l.startsWith('CMD ')).pop();
+  return line ? (JSON.parse(line.slice(4)) as string[]) : [];
+}
+
+/** `name=value` of a Kubernetes container's env. */
+function containerEnv(container: Yaml): Record<string, string> {
+  return Object.fromEntries(list(container.env).map((e) => [String(object(e, 'env').name), String(object(e, 'env').value)]));
+}
+
+const k8sDocuments = (file: string) => parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJSON() as Yaml).filter(Boolean);
+const workerDocuments = k8sDocuments('deploy/kubernetes/workers.yml');
+const knativeServices = k8sDocuments('deploy/knative/services.yml');
+const kafkaSource = k8sDocuments('deploy/knative/kafka-source.yml');
+const pgbouncerDocuments = k8sDocuments('deploy/kubernetes/pgbouncer.yml');
+
+/** The first container of a Deployment's (or Knative Service's) pod, with the pod. */
+function podOf(document: Yaml): { pod: Yaml; container: Yaml } {
+  const pod = object(object(object(document.spec, 'spec').template, 'template').spec, 'pod spec');
+  return { pod, container: object(list(pod.containers)[0], 'container') };
+}
+
+function workerDeployment(worker: string): { pod: Yaml; container: Yaml } {
+  const deployment = workerDocuments.find((d) => d.kind === 'Deployment' && object(d.metadata, 'metadata').name === worker);
+  assert.ok(deployment, `deploy/kubernetes/workers.yml has a Deployment named ${worker}`);
+  return podOf(deployment);
+}
+
+/** A setting a manifest may give that the code does not read: the platform's own. */
+const platformSettings = new Set<string>();
+
+/** Asserts each variable a manifest sets for `who` is one its code reads (max_inflight, read by nothing, was the kind of slip this catches). */
+function assertReads(who: string, where: string, env: Record<string, unknown>, reads: SettingsRead): void {
+  for (const key of Object.keys(env)) assert.ok(reads.variables.has(key) || platformSettings.has(key), `${where} sets ${key} for ${who}, which its code never reads`);
+}
+
+test('the Dockerfile builds one image on the pinned current Node LTS; it serves a function by FUNCTION_NAME and checks readiness on $PORT', () => {
   const stages = dockerStages();
-  const stage = build.target === undefined ? stages[stages.length - 1] : stages.find((s) => s.name === build.target);
-  assert.ok(stage, `the Dockerfile has the stage ${String(build.target ?? '(last)')}`);
-  const args: string[] = [];
-  let cmd: string[] | undefined;
-  for (let current: Stage | undefined = stage; current; current = stages.find((s) => s.name === current!.base)) {
-    args.push(...current.lines.filter((line) => line.startsWith('ARG ')).map((line) => line.slice(4).split('=')[0]!.trim()));
-    const line = current.lines.filter((l) => l.startsWith('CMD ')).pop();
-    if (!cmd && line) cmd = JSON.parse(line.slice(4)) as string[];
+  for (const stage of stages.filter((s) => !stages.some((other) => other.name === s.base))) {
+    assert.match(stage.base, /^node:24-bookworm-slim@sha256:[0-9a-f]{64}$/, `stage ${stage.name} starts from Node 24 (the Active LTS) pinned by digest`);
   }
-  return { stage, cmd: cmd ?? [], args };
-}
-
-function checkBuild(name: string, build: Yaml, where: string): void {
-  assert.equal(build.context, '.', `${where} ${name} builds this repository`);
-  assert.ok(build.dockerfile === undefined || build.dockerfile === 'Dockerfile', `${where} ${name} builds from the Dockerfile`);
-}
-
-test('every function folder is a compose service and an OpenFaaS function built from the Dockerfile with FUNCTION=<name>, and nothing else is', () => {
-  assert.ok(names.length > 0, 'functions/ has folders');
-  for (const name of names) {
-    const build = object(service(name).build, `compose ${name} build`);
-    checkBuild(name, build, 'compose');
-    assert.equal(object(build.args, `compose ${name} build args`).FUNCTION, name, `compose ${name} is built with FUNCTION=${name}`);
-    const { stage, cmd, args } = builtStage(build);
-    assert.ok(args.includes('FUNCTION'), `the Dockerfile stage ${stage.name} that compose ${name} builds takes the FUNCTION build arg`);
-    assert.deepEqual(service(name).command ?? cmd, ['node', 'dist/shared/run.js'], `compose ${name} runs the function host`);
-
-    const fn = object(stackFunctions[name], `stack.yml function ${name}`);
-    assert.equal(fn.lang, 'dockerfile', `stack.yml ${name} is built from a Dockerfile`);
-    assert.equal(fn.handler, '.', `stack.yml ${name} is built from this repository's Dockerfile`);
-    assert.equal(fn.image, `boxoffice/${name}:latest`, `stack.yml ${name} image`);
-    assert.equal(object(fn.build_args, `stack.yml ${name} build_args`).FUNCTION, name, `stack.yml ${name} is built with FUNCTION=${name}`);
-  }
-  // faas-cli builds the Dockerfile's last stage: it must be the function image.
-  const last = builtStage({});
-  assert.ok(last.args.includes('FUNCTION'), `the Dockerfile's last stage (${last.stage.name}), which faas-cli builds, takes FUNCTION`);
-  assert.deepEqual(last.cmd, ['node', 'dist/shared/run.js'], "the Dockerfile's last stage runs the function host");
-
-  // The other way round: nothing deployed that has no folder.
-  assert.deepEqual(Object.keys(stackFunctions).sort(), names, 'stack.yml functions are exactly the folders of functions/');
-  const built = Object.keys(services).filter((name) => service(name).build !== undefined && !['migrate', ...workers].includes(name));
-  assert.deepEqual(built.sort(), names, 'the compose services built from this repository (besides migrate and the workers) are exactly the folders of functions/');
+  assert.deepEqual(imageCommand(), ['node', 'dist/shared/run.js'], 'the image runs the function host, which serves FUNCTION_NAME');
+  const text = readFileSync('Dockerfile', 'utf8');
+  assert.doesNotMatch(text, /^ARG FUNCTION\b/m, 'no build argument picks the function: it is chosen where the image is deployed');
+  const healthcheck = /^HEALTHCHECK(?:[^\n]*\\\n)*[^\n]*/m.exec(text)?.[0] ?? '';
+  assert.match(healthcheck, /process\.env\.PORT/, 'the health check asks the port the process listens on');
+  assert.match(healthcheck, /\/_\/ready/, 'healthy means ready');
+  const engines = (JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string }; scripts: Record<string, string> });
+  assert.equal(engines.engines.node, '>=20', 'the code keeps working from Node 20 (this machine) to the LTS the image runs');
+  assert.equal(engines.scripts.serve, imageCommand().join(' '), 'npm run serve -- <function> is what the image runs');
 });
 
-test('each long-running worker (trigger, relay) is a compose service built from its own Dockerfile target that runs dist/<worker>/main.js', () => {
+test('every function folder is a compose service, an OpenFaaS function and a Knative Service of the one image with its FUNCTION_NAME, MAX_INFLIGHT and the secrets its code reads, and nothing else is', () => {
+  assert.ok(names.length > 0, 'functions/ has folders');
+  const knative = new Map(knativeServices.filter((d) => d.kind === 'Service').map((d) => [String(object(d.metadata, 'metadata').name), d]));
+  for (const name of names) {
+    const reads = functionSettings(name);
+    const required = [...reads.secrets].map(secretName).sort();
+
+    const svc = service(name);
+    assert.equal(svc.image, image, `compose ${name} runs ${image}`);
+    assert.equal(object(svc.build, `compose ${name} build`).context, '.', `compose ${name} builds this repository`);
+    assert.equal(svc.command, undefined, `compose ${name} runs the image's command, the function host`);
+    const env = object(svc.environment, `compose ${name} environment`);
+    assert.equal(env.FUNCTION_NAME, name, `compose ${name} serves ${name}`);
+    assert.ok(Number(env.MAX_INFLIGHT) > 0, `compose ${name} sets its concurrency`);
+    assertReads(name, 'docker-compose.yml', env, reads);
+    assert.deepEqual(list(svc.secrets).map(String).sort(), required, `compose ${name} mounts exactly the secrets its code reads`);
+    for (const s of reads.secrets) assert.equal(env[`${s}_FILE`], `/run/secrets/${secretName(s)}`, `compose ${name} reads ${s} from its secret file`);
+
+    const fn = object(stackFunctions[name], `stack.yml function ${name}`);
+    assert.equal(fn.image, image, `stack.yml ${name} runs ${image}`);
+    assert.equal(fn.skip_build, true, `faas-cli builds nothing for ${name}: the image is built once`);
+    const fnEnv = object(fn.environment, `stack.yml ${name} environment`);
+    assert.equal(fnEnv.FUNCTION_NAME, name);
+    assert.equal(fnEnv.max_inflight, undefined, 'no watchdog reads max_inflight');
+    assert.equal(fnEnv.MAX_INFLIGHT, env.MAX_INFLIGHT, `${name}: the same concurrency on OpenFaaS as in compose`);
+    assertReads(name, 'stack.yml', fnEnv, reads);
+    assert.deepEqual(list(fn.secrets).map(String).sort(), required, `stack.yml ${name} mounts exactly the secrets its code reads`);
+    for (const s of reads.secrets) assert.equal(fnEnv[`${s}_FILE`], `/var/openfaas/secrets/${secretName(s)}`, `stack.yml ${name} reads ${s} from its OpenFaaS secret`);
+    assert.ok(object(fn.limits, `stack.yml ${name} limits`).memory && object(fn.requests, `stack.yml ${name} requests`).memory, `stack.yml ${name} has resource requests and limits`);
+
+    const ksvc = knative.get(name);
+    assert.ok(ksvc, `deploy/knative/services.yml has a Service ${name}`);
+    const { pod, container } = podOf(ksvc);
+    assert.equal(container.image, image);
+    const kEnv = containerEnv(container);
+    assert.equal(kEnv.FUNCTION_NAME, name);
+    assert.equal(String(pod.containerConcurrency), kEnv.MAX_INFLIGHT, `Knative ${name} scales on the concurrency the host enforces`);
+    assertReads(name, 'deploy/knative/services.yml', kEnv, reads);
+    const projected = list(object(object(list(pod.volumes)[0], 'volume').projected, 'projected volume').sources).map((s) => String(object(object(s, 'source').secret, 'secret').name));
+    assert.deepEqual(projected.sort(), required, `Knative ${name} mounts exactly the secrets its code reads`);
+    for (const s of reads.secrets) assert.equal(kEnv[`${s}_FILE`], `/var/run/secrets/boxoffice/${secretName(s)}`, `Knative ${name} reads ${s} from its secret`);
+  }
+  // The other way round: nothing deployed that has no folder.
+  assert.deepEqual(Object.keys(stackFunctions).sort(), names, 'stack.yml functions are exactly the folders of functions/');
+  assert.deepEqual([...knative.keys()].sort(), names, 'the Knative Services are exactly the folders of functions/');
+  const functionServices = Object.keys(services).filter((name) => object(service(name).environment ?? {}, 'environment').FUNCTION_NAME !== undefined);
+  assert.deepEqual(functionServices.sort(), names, 'the compose services with a FUNCTION_NAME are exactly the folders of functions/');
+});
+
+test('each long-running worker runs the one image with its own command (dist/<worker>/main.js) in compose and Kubernetes, with readiness and liveness probes, setting only what it reads', () => {
   for (const worker of workers) {
-    const build = object(service(worker).build, `compose ${worker} build`);
-    checkBuild(worker, build, 'compose');
-    assert.equal(build.target, worker, `compose ${worker} builds the Dockerfile target ${worker}`);
-    const { cmd } = builtStage(build);
-    assert.deepEqual(service(worker).command ?? cmd, ['node', `dist/${worker}/main.js`], `compose ${worker} runs dist/${worker}/main.js`);
-    assert.equal(service(worker).restart, 'unless-stopped', `compose restarts ${worker} when it exits`);
+    const reads = settingsRead(`${worker}/main.ts`);
+    const svc = service(worker);
+    assert.equal(svc.image, image, `compose ${worker} runs ${image}`);
+    assert.deepEqual(svc.command, ['node', `dist/${worker}/main.js`], `compose ${worker} runs dist/${worker}/main.js`);
+    assert.equal(svc.restart, 'unless-stopped', `compose restarts ${worker} when it exits`);
+    assertReads(worker, 'docker-compose.yml', object(svc.environment, `compose ${worker} environment`), reads);
+
+    const { container } = workerDeployment(worker);
+    assert.equal(container.image, image, `Kubernetes ${worker} runs ${image}`);
+    assert.deepEqual(container.command, ['node', `dist/${worker}/main.js`], `Kubernetes ${worker} runs dist/${worker}/main.js`);
+    assert.equal(object(object(container.readinessProbe, 'readinessProbe').httpGet, 'httpGet').path, '/_/ready', `${worker} is ready when its /_/ready says so`);
+    assert.equal(object(object(container.livenessProbe, 'livenessProbe').httpGet, 'httpGet').path, '/_/health', `${worker} is alive while /_/health answers`);
+    assert.ok(object(object(container.resources, 'resources').limits, 'limits').memory, `${worker} has a memory limit`);
+    assertReads(worker, 'deploy/kubernetes/workers.yml', containerEnv(container), reads);
   }
   assert.equal(object(service('trigger').environment, 'compose trigger environment').CONSUME_ORDER_URL, 'http://consume-order:8080');
   assert.ok(dependsOn('trigger').includes('consume-order'), 'the trigger starts after consume-order');
   const relayEnv = object(service('relay').environment, 'compose relay environment');
-  assert.ok(relayEnv.KAFKA_BROKERS && relayEnv.DATABASE_URL, 'the relay reads the database and publishes to Kafka');
+  assert.ok(relayEnv.KAFKA_BROKERS && relayEnv.DATABASE_URL_FILE, 'the relay reads the database and publishes to Kafka');
   assert.equal(object(service('book').environment, 'compose book environment').KAFKA_BROKERS, undefined, 'book does only its request: it needs no Kafka');
 });
 
-test('the Kubernetes manifest deploys each worker beside the OpenFaaS functions, with its probes', () => {
-  const documents = parseAllDocuments(readFileSync('deploy/kubernetes/workers.yml', 'utf8')).map((d) => d.toJSON() as Yaml);
-  for (const worker of workers) {
-    const deployment = documents.find((d) => d.kind === 'Deployment' && object(d.metadata, 'metadata').name === worker);
-    assert.ok(deployment, `a Deployment named ${worker}`);
-    const pod = object(object(object(deployment.spec, 'spec').template, 'template').spec, 'pod spec');
-    const container = object(list(pod.containers)[0], `${worker} container`);
-    assert.equal(container.image, `boxoffice/${worker}:latest`);
-    assert.equal(object(object(container.readinessProbe, 'readinessProbe').httpGet, 'httpGet').path, '/_/ready', `${worker} is ready when its /_/ready says so`);
-    assert.equal(object(object(container.livenessProbe, 'livenessProbe').httpGet, 'httpGet').path, '/_/health', `${worker} is alive while /_/health answers`);
+test('every secret file a compose service reads is one of its compose secrets, and every Kubernetes one is on a mounted secret volume', () => {
+  const declared = object(compose.secrets, 'compose secrets');
+  for (const [name, value] of Object.entries(services)) {
+    const svc = object(value, name);
+    const mounted = list(svc.secrets).map(String);
+    for (const s of mounted) assert.ok(declared[s], `compose ${name} uses the declared secret ${s}`);
+    for (const [key, file] of Object.entries(object(svc.environment ?? {}, 'environment')).filter(([key]) => key.endsWith('_FILE'))) {
+      assert.ok(mounted.some((s) => file === `/run/secrets/${s}`), `compose ${name}: ${key} (${String(file)}) is a secret it mounts`);
+    }
+    assert.ok(!Object.keys(object(svc.environment ?? {}, 'environment')).some((key) => /PASSWORD$|SECRET$|^DATABASE_URL$|^QUEUE_PASS_KEY$/.test(key)), `compose ${name} has no password inline`);
+  }
+  const documents = [...workerDocuments.filter((d) => d.kind !== 'CronJob'), ...knativeServices];
+  for (const document of documents) {
+    const { pod, container } = podOf(document);
+    const mounts = list(container.volumeMounts).map((m) => object(m, 'mount'));
+    for (const [key, file] of Object.entries(containerEnv(container)).filter(([key]) => key.endsWith('_FILE'))) {
+      const mount = mounts.find((m) => file.startsWith(`${String(m.mountPath)}/`));
+      assert.ok(mount, `${String(object(document.metadata, 'metadata').name)}: ${key} (${file}) is on a mounted volume`);
+      const volume = object(list(pod.volumes).find((v) => object(v, 'volume').name === mount.name), 'volume');
+      const secretNames = volume.secret ? [String(object(volume.secret, 'secret').secretName)] : list(object(volume.projected, 'projected').sources).map((s) => String(object(object(s, 's').secret, 'secret').name));
+      assert.ok(secretNames.includes(file.slice(String(mount.mountPath).length + 1)), `${key} is the key of a mounted secret (${secretNames.join(', ')})`);
+    }
   }
 });
 
-test("the trigger sends consume-order the deliverers' token: compose hands it and Keycloak's realm import the same client secret, Kubernetes mounts it from a secret", () => {
+test("the trigger sends consume-order the deliverers' token: compose hands it and Keycloak's realm import the same secret file, Kubernetes mounts it from a secret", () => {
   const trigger = object(service('trigger').environment, 'compose trigger environment');
-  const keycloak = object(service('keycloak').environment, 'compose keycloak environment');
   assert.equal(trigger.DELIVERER_CLIENT_ID, 'boxoffice-deliverer');
-  assert.ok(trigger.DELIVERER_CLIENT_SECRET, 'compose gives the trigger the client secret');
-  assert.equal(trigger.DELIVERER_CLIENT_SECRET, keycloak.DELIVERER_CLIENT_SECRET, "the trigger's secret is the one the realm import gives the client");
+  assert.equal(trigger.DELIVERER_CLIENT_SECRET_FILE, '/run/secrets/deliverer-client-secret');
+  assert.ok(list(service('keycloak').secrets).includes('deliverer-client-secret'), 'Keycloak reads the same secret file');
+  assert.match(list(service('keycloak').entrypoint).join(' '), /DELIVERER_CLIENT_SECRET="\$\$\(< \/run\/secrets\/deliverer-client-secret\)"/, "the realm import's DELIVERER_CLIENT_SECRET comes from that file");
   assert.equal(new URL(String(trigger.DELIVERER_TOKEN_URL)).host, 'keycloak:8080', 'the trigger asks the compose Keycloak for its token');
   const realm = JSON.parse(readFileSync('keycloak/boxoffice-realm.json', 'utf8')) as { clients: { clientId: string; secret?: string; serviceAccountsEnabled?: boolean }[] };
   const client = realm.clients.find((c) => c.clientId === 'boxoffice-deliverer');
   assert.ok(client?.serviceAccountsEnabled, 'the realm has the confidential deliverers client with a service account');
   assert.match(client.secret ?? '', /^\$\{DELIVERER_CLIENT_SECRET:/, "the realm takes the client's secret from DELIVERER_CLIENT_SECRET at import");
-
-  const documents = parseAllDocuments(readFileSync('deploy/kubernetes/workers.yml', 'utf8')).map((d) => d.toJSON() as Yaml);
-  const pod = object(object(object(documents.find((d) => object(d.metadata, 'metadata').name === 'trigger')?.spec, 'spec').template, 'template').spec, 'pod spec');
-  const container = object(list(pod.containers)[0], 'trigger container');
-  const env = Object.fromEntries(list(container.env).map((e) => [object(e, 'env').name, object(e, 'env').value]));
-  const file = String(env.DELIVERER_CLIENT_SECRET_FILE);
-  const mount = list(container.volumeMounts).map((m) => object(m, 'volumeMount')).find((m) => file.startsWith(`${String(m.mountPath)}/`));
-  assert.ok(mount, `the trigger's DELIVERER_CLIENT_SECRET_FILE (${file}) is on a mounted volume`);
-  const volume = list(pod.volumes).map((v) => object(v, 'volume')).find((v) => v.name === mount.name);
-  assert.ok(volume && object(volume.secret, 'secret volume').secretName, 'mounted from a Kubernetes secret');
+  const env = containerEnv(workerDeployment('trigger').container);
+  assert.ok(env.DELIVERER_CLIENT_SECRET_FILE, 'Kubernetes hands the trigger its secret as a file');
   assert.ok(env.OIDC_ISSUER, 'the trigger knows the realm whose token endpoint it asks');
+});
+
+test('compose: readiness health checks on every long-running service, one Keycloak version with the tests, stop grace longer than the drain', () => {
+  const ours = Object.keys(services).filter((name) => service(name).image === image && name !== 'migrate');
+  for (const name of Object.keys(services).filter((n) => n !== 'migrate')) {
+    const test = list(object(service(name).healthcheck, `compose ${name} healthcheck`).test).join(' ');
+    assert.ok(test, `compose ${name} has a health check`);
+    if (ours.includes(name)) assert.match(test, /\/_\/ready/, `compose ${name} is healthy when ready, not merely alive`);
+  }
+  const seconds = (value: unknown) => Number(/^(\d+)s$/.exec(String(value))?.[1] ?? NaN);
+  for (const name of ours) {
+    const drain = Number(object(service(name).environment, `${name} environment`).DRAIN_TIMEOUT_MS ?? 10_000);
+    assert.ok(seconds(service(name).stop_grace_period) * 1000 > drain, `compose ${name}: stop_grace_period (${String(service(name).stop_grace_period)}) is longer than DRAIN_TIMEOUT_MS (${drain})`);
+  }
+  for (const { name, pod } of workerDocuments.filter((d) => d.kind === 'Deployment').map((d) => ({ name: String(object(d.metadata, 'm').name), ...podOf(d) }))) {
+    assert.ok(Number(pod.terminationGracePeriodSeconds) * 1000 > drainTimeoutMs, `Kubernetes ${name}: the grace period is longer than the drain`);
+  }
+  const script = readFileSync('scripts/keycloak/start.sh', 'utf8');
+  const tested = /KEYCLOAK_VERSION:-([\d.]+)/.exec(script)?.[1];
+  assert.ok(tested, 'scripts/keycloak/start.sh names its default version');
+  assert.equal(service('keycloak').image, `quay.io/keycloak/keycloak:${tested}`, 'compose runs the Keycloak the tests run');
+});
+
+test("the booking topic is named once: shared/kafka.ts's default, the relay's and trigger's BOOKING_TOPIC, the kafka-connector annotation and the KafkaSource", () => {
+  const saved = process.env.BOOKING_TOPIC;
+  delete process.env.BOOKING_TOPIC;
+  try {
+    assert.equal(topics.booking, bookingTopic, "generate.ts's topic is the code's default");
+  } finally {
+    if (saved !== undefined) process.env.BOOKING_TOPIC = saved;
+  }
+  for (const worker of ['relay', 'trigger']) {
+    assert.equal(containerEnv(workerDeployment(worker).container).BOOKING_TOPIC, bookingTopic, `Kubernetes ${worker}`);
+    assert.equal(object(service(worker).environment, worker).BOOKING_TOPIC, bookingTopic, `compose ${worker}`);
+  }
+  assert.equal(object(object(stackFunctions['consume-order'], 'consume-order').annotations, 'annotations').topic, bookingTopic);
+  const source = kafkaSource.find((d) => d.kind === 'KafkaSource')!;
+  assert.deepEqual(object(source.spec, 'spec').topics, [bookingTopic]);
+  assert.equal(object(kafkaSource.find((d) => d.kind === 'KafkaSink')!.spec, 'spec').topic, `${bookingTopic}.dead-letter`);
+});
+
+test('the KafkaSource delivers the booking topic to consume-order as the code expects: retries with backoff, a dead-letter sink, no token (CONSUME_ORDER_AUTH=off, cluster-local)', () => {
+  const source = object(kafkaSource.find((d) => d.kind === 'KafkaSource'), 'KafkaSource');
+  assert.equal(source.apiVersion, 'sources.knative.dev/v1beta1');
+  const spec = object(source.spec, 'spec');
+  assert.equal(spec.consumerGroup, 'order-service');
+  assert.deepEqual(object(spec.sink, 'sink').ref, { apiVersion: 'serving.knative.dev/v1', kind: 'Service', name: 'consume-order' });
+  const delivery = object(spec.delivery, 'delivery');
+  assert.ok(Number(delivery.retry) >= 10, 'retries');
+  assert.equal(delivery.backoffPolicy, 'exponential');
+  assert.match(String(delivery.backoffDelay), /^PT[\d.]+S$/, 'an ISO 8601 backoff delay');
+  const dls = object(object(delivery.deadLetterSink, 'deadLetterSink').ref, 'ref');
+  const sink = object(kafkaSource.find((d) => d.kind === dls.kind && object(d.metadata, 'm').name === dls.name), 'the dead-letter sink');
+  assert.equal(object(sink.spec, 'spec').contentMode, 'binary');
+  const consumeOrder = knativeServices.find((d) => object(d.metadata, 'm').name === 'consume-order')!;
+  assert.equal(containerEnv(podOf(consumeOrder).container).CONSUME_ORDER_AUTH, 'off', 'the source sends no token');
+  assert.equal(object(object(consumeOrder.metadata, 'm').labels, 'labels')['networking.knative.dev/visibility'], 'cluster-local', 'so only the cluster reaches it');
+});
+
+test('the Kubernetes and Knative manifests are valid against their schemas (kubernetes-models)', () => {
+  const models: Record<string, new (data: never) => { validate(): void }> = {
+    'apps/v1/Deployment': Deployment,
+    'batch/v1/CronJob': CronJob,
+    'v1/ConfigMap': ConfigMap,
+    'v1/Service': CoreService,
+    'serving.knative.dev/v1/Service': KnativeService,
+  };
+  const files = ['deploy/kubernetes/workers.yml', 'deploy/kubernetes/pgbouncer.yml', 'deploy/nginx/openfaas-edge.yml', 'deploy/knative/services.yml'];
+  let validated = 0;
+  for (const file of files) {
+    for (const document of k8sDocuments(file)) {
+      const Model = models[`${String(document.apiVersion)}/${String(document.kind)}`];
+      assert.ok(Model, `${file}: a model for ${String(document.apiVersion)} ${String(document.kind)}`);
+      assert.doesNotThrow(() => new Model(document as never).validate(), `${file}: ${String(document.kind)} ${String(object(document.metadata, 'm').name)} is valid`);
+      validated++;
+    }
+  }
+  assert.ok(validated >= names.length + 4);
+});
+
+test('the pools add up: what reaches PgBouncer fits its max_client_conn, what reaches Postgres fits max_connections; the relay and migrations go around it', () => {
+  const ini = (text: string) => Object.fromEntries([...text.matchAll(/^\s*(\w+)\s*=\s*(.+?)\s*$/gm)].map((m) => [m[1]!, m[2]!]));
+  const poolOf = (env: Yaml) => Number(env.DATABASE_POOL_SIZE ?? 10);
+  // compose: one instance of everything.
+  const composeIni = ini(readFileSync('deploy/pgbouncer/pgbouncer.ini', 'utf8'));
+  const viaBouncer = Object.keys(services).filter((name) => list(service(name).secrets).includes('database-url'));
+  const clients = viaBouncer.reduce((sum, name) => sum + poolOf(object(service(name).environment, name)), 0);
+  assert.ok(clients <= Number(composeIni.max_client_conn), `compose: ${clients} client connections within max_client_conn ${composeIni.max_client_conn}`);
+  const direct = ['relay', 'migrate'].reduce((sum, name) => sum + poolOf(object(service(name).environment, name)) + 1, 0);
+  const maxConnections = Number(/max_connections=(\d+)/.exec(list(service('postgres').command).join(' '))?.[1]);
+  const server = Number(composeIni.default_pool_size) + Number(composeIni.reserve_pool_size) + direct;
+  assert.ok(server + 3 <= maxConnections, `compose: ${server} server connections (+3 reserved) within max_connections ${maxConnections}`);
+  assert.match(composeIni.pool_mode!, /^transaction$/);
+  assert.match(composeIni.ignore_startup_parameters!, /statement_timeout/, 'pg sends statement_timeout at start-up, which PgBouncer would refuse');
+  for (const name of ['relay', 'migrate']) assert.ok(list(service(name).secrets).includes('database-url-direct'), `compose ${name} goes straight to Postgres`);
+
+  // Kubernetes: every function at its most replicas.
+  const config = object(pgbouncerDocuments.find((d) => d.kind === 'ConfigMap')?.data, 'pgbouncer ConfigMap');
+  const k8sIni = ini(String(config['pgbouncer.ini']));
+  assert.equal(k8sIni.pool_mode, 'transaction');
+  assert.equal(k8sIni.ignore_startup_parameters, composeIni.ignore_startup_parameters);
+  const perFunction = maxReplicas * Number(object(stack['x-function'], 'x-function').environment && object(object(stack['x-function'], 'x-function').environment, 'env').DATABASE_POOL_SIZE);
+  assert.equal(perFunction, maxReplicas * databasePoolSize);
+  assert.equal(String(object(object(stack['x-function'], 'x-function').labels, 'labels')['com.openfaas.scale.max']), String(maxReplicas));
+  assert.ok(names.length * perFunction + databasePoolSize <= Number(k8sIni.max_client_conn), `Kubernetes: ${names.length} functions x ${perFunction} within max_client_conn ${k8sIni.max_client_conn}`);
+  const replicas = Number(object(pgbouncerDocuments.find((d) => d.kind === 'Deployment')?.spec, 'spec').replicas);
+  const relay = workerDocuments.find((d) => object(d.metadata, 'm').name === 'relay')!;
+  const relayConnections = Number(object(relay.spec, 'spec').replicas) * (poolOf(containerEnv(podOf(relay).container)) + 1);
+  const k8sServer = replicas * (Number(k8sIni.default_pool_size) + Number(k8sIni.reserve_pool_size)) + relayConnections + 1;
+  assert.ok(k8sServer + 3 <= 100, `Kubernetes: ${k8sServer} server connections within a managed Postgres' 100 (README)`);
+  assert.ok(containerEnv(podOf(relay).container).DATABASE_URL_FILE?.endsWith('database-url-direct'), 'the Kubernetes relay goes straight to Postgres');
 });
 
 test('the alert rules load and fire when they should (promtool test rules)', (t) => {
@@ -313,7 +499,7 @@ async function assertProblem(res: Response, status: number, type: string, what: 
 async function checkEdge(base: string): Promise<void> {
   const arrival = (res: Response) => JSON.parse(res.headers.get('x-arrival') ?? 'null') as Arrival | null;
   for (const { name, route } of routed) {
-    const path = route.path.replace(/:\w+/g, '7');
+    const path = route.path.replace(/:\w+\??/g, '7');
     for (const [method, target] of [[route.method, `${path}?probe=1&x=%2F`], [route.method, `${path}/`], ...(route.method === 'GET' ? [['HEAD', path]] : [])] as [string, string][]) {
       const res = await fetch(`${base}${target}`, { method, ...(['POST', 'PATCH', 'PUT'].includes(method) ? { body: '{}', headers: { 'content-type': 'application/json' } } : {}) });
       assert.equal(res.status, 200, `${method} ${target} is routed`);

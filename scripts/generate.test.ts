@@ -10,7 +10,7 @@ const definitions = await loadDefinitions();
 
 test('the committed openapi.json and deployment files are what npm run generate makes from functions/', async () => {
   const files = await generatedFiles(definitions);
-  assert.deepEqual([...files.keys()].sort(), ['deploy/nginx/boxoffice.conf', 'deploy/nginx/openfaas.conf', 'deploy/prometheus/prometheus.yml', 'docker-compose.yml', 'openapi.json', 'stack.yml']);
+  assert.deepEqual([...files.keys()].sort(), ['deploy/knative/kafka-source.yml', 'deploy/knative/services.yml', 'deploy/kubernetes/workers.yml', 'deploy/nginx/boxoffice.conf', 'deploy/nginx/openfaas.conf', 'deploy/prometheus/prometheus.yml', 'docker-compose.yml', 'openapi.json', 'stack.yml']);
   for (const [file, text] of files) assert.equal(await readFile(file, 'utf8'), text, `${file} is not what npm run generate makes: run it`);
 });
 
@@ -20,9 +20,11 @@ test('a new function is in every list after one generate, and shares a path with
   const yaml = (file: string) => parse(files.get(file)!, { merge: true }) as Record<string, Record<string, Record<string, unknown>>>;
 
   const compose = yaml('docker-compose.yml').services!;
-  assert.deepEqual(compose['delete-event']?.build, { context: '.', args: { FUNCTION: 'delete-event' } });
+  assert.equal(compose['delete-event']?.image, 'boxoffice/boxoffice:latest');
+  assert.equal((compose['delete-event']?.environment as Record<string, unknown>).FUNCTION_NAME, 'delete-event');
   assert.ok(Object.keys(compose.edge?.depends_on as object).includes('delete-event'), 'the edge waits for it');
-  assert.equal(yaml('stack.yml').functions!['delete-event']?.image, 'boxoffice/delete-event:latest');
+  assert.equal((yaml('stack.yml').functions!['delete-event']?.environment as Record<string, unknown>).FUNCTION_NAME, 'delete-event');
+  assert.match(files.get('deploy/knative/services.yml')!, /^ {2}name: delete-event$/m, 'Knative serves it');
   const jobs = (parse(files.get('deploy/prometheus/prometheus.yml')!) as { scrape_configs: { job_name: string }[] }).scrape_configs;
   assert.ok(jobs.some((job) => job.job_name === 'delete-event'), 'Prometheus scrapes it');
   const document = JSON.parse(files.get('openapi.json')!) as { paths: Record<string, Record<string, { operationId: string }>> };

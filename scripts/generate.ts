@@ -4,6 +4,7 @@ import type { FunctionDefinition } from '../shared/http-function.js';
 import type { Method, Route } from '../shared/route.js';
 import { loadDefinitions } from './functions.js';
 import { openApiDocument } from './openapi.js';
+import { functionSettings, secretName } from './settings-read.js';
 
 // `npm run generate`: every list of functions the deployment files hold,
 // made from functions/ (and the workers below), so that a new function is its
@@ -17,11 +18,39 @@ import { openApiDocument } from './openapi.js';
 /** The long-running processes beside the functions: each its own folder, compose service, Dockerfile target and scrape job. */
 export const workers = ['trigger', 'relay', 'admitter'] as const;
 
-/** What a function needs in stack.yml beyond the defaults (max_inflight 200, no annotations). */
-const openfaas: Record<string, { maxInflight?: number; annotations?: Record<string, string> }> = {
-  book: { maxInflight: 100 },
-  'consume-order': { maxInflight: 50, annotations: { topic: 'booking' } },
-};
+/** The one image every function and worker runs (Dockerfile); what a container is comes from its FUNCTION_NAME or command. */
+export const image = 'boxoffice/boxoffice:latest';
+
+/** The topic accepted bookings go to: shared/kafka.ts's default, named the same in every deployment file that subscribes to it or publishes it. */
+export const bookingTopic = 'booking';
+
+/** Connections each function instance's pool may open (DATABASE_POOL_SIZE), and the most instances a platform runs of one; README's pool arithmetic. */
+export const databasePoolSize = 5;
+export const maxReplicas = 10;
+
+/** How long a process drains on SIGTERM (DRAIN_TIMEOUT_MS); every platform waits longer before it kills (compose's stop_grace_period, terminationGracePeriodSeconds). */
+export const drainTimeoutMs = 10_000;
+
+/** Requests one instance serves at once (MAX_INFLIGHT, the host sheds the rest with 503) where the default of 200 does not fit. */
+const maxInflight: Record<string, number> = { book: 100, 'consume-order': 50 };
+
+/** Where each platform mounts the secret files a process reads through `<NAME>_FILE`. */
+const secretDirs = { compose: '/run/secrets', openfaas: '/var/openfaas/secrets', kubernetes: '/var/run/secrets/boxoffice' } as const;
+
+/** What one function is given on every platform: its name, concurrency and the secrets its code reads (scripts/settings-read.ts). */
+function deployed(name: string, platform: keyof typeof secretDirs): { env: [string, string][]; secrets: string[] } {
+  const secrets = [...functionSettings(name).secrets].sort();
+  return {
+    env: [
+      ['FUNCTION_NAME', name],
+      ['MAX_INFLIGHT', String(maxInflight[name] ?? 200)],
+      ...secrets.filter((s) => s !== 'DATABASE_URL').map((s): [string, string] => [`${s}_FILE`, `${secretDirs[platform]}/${secretName(s)}`]),
+    ],
+    secrets: secrets.map(secretName),
+  };
+}
+
+const flow = (env: [string, string][]) => env.map(([key, value]) => `${key}: ${/^\d+$/.test(value) ? `"${value}"` : value}`).join(', ');
 
 /** The files `npm run generate` writes, as it writes them: each file's regions filled in (openapi.json whole). */
 export async function generatedFiles(definitions: FunctionDefinition[]): Promise<Map<string, string>> {
@@ -32,10 +61,13 @@ export async function generatedFiles(definitions: FunctionDefinition[]): Promise
   const routed = definitions.filter((d): d is FunctionDefinition & { route: Route } => d.route !== undefined);
   const regions: Record<string, Record<string, string[]>> = {
     'docker-compose.yml': {
-      functions: definitions.flatMap(({ name }) => [`${name}:`, '  <<: *function', `  build: { context: ., args: { FUNCTION: ${name} } }`]),
+      functions: definitions.flatMap(composeFunction),
       'edge depends_on': routed.map(({ name }) => `${name}: { condition: service_healthy }`),
     },
     'stack.yml': { functions: definitions.flatMap(stackFunction) },
+    'deploy/knative/services.yml': { services: definitions.flatMap(knativeService) },
+    'deploy/knative/kafka-source.yml': { topic: [`topics: [${bookingTopic}]`], 'dead-letter topic': [`topic: ${bookingTopic}.dead-letter`] },
+    'deploy/kubernetes/workers.yml': { 'relay topic': [`- { name: BOOKING_TOPIC, value: ${bookingTopic} }`], 'trigger topic': [`- { name: BOOKING_TOPIC, value: ${bookingTopic} }`] },
     'deploy/prometheus/prometheus.yml': { 'scrape jobs': [...definitions.map((d) => d.name), ...workers].flatMap(scrapeJob) },
     'deploy/nginx/boxoffice.conf': { upstreams: upstreams(routed), routes: nginxRoutes(routed) },
     'deploy/nginx/openfaas.conf': { routes: nginxRoutes(routed) },
@@ -60,16 +92,63 @@ export function fillRegions(file: string, text: string, regions: Record<string, 
   return result;
 }
 
+function composeFunction({ name }: FunctionDefinition): string[] {
+  const { env, secrets } = deployed(name, 'compose');
+  return [`${name}:`, '  <<: *function', `  environment: { <<: *env, ${flow(env)} }`, `  secrets: [${secrets.join(', ')}]`];
+}
+
 function stackFunction({ name }: FunctionDefinition): string[] {
-  const { maxInflight = 200, annotations = {} } = openfaas[name] ?? {};
-  const entries = Object.entries(annotations);
+  const { env, secrets } = deployed(name, 'openfaas');
   return [
     `${name}:`,
     '  <<: *function',
-    `  image: boxoffice/${name}:latest`,
-    `  build_args: { FUNCTION: ${name} }`,
-    `  environment: { <<: *env, max_inflight: "${maxInflight}" }`,
-    ...(entries.length ? ['  annotations:', ...entries.map(([key, value]) => `    ${key}: ${value}`)] : []),
+    `  environment: { <<: *env, ${flow(env)} }`,
+    `  secrets: [${secrets.join(', ')}]`,
+    // The kafka-connector (OpenFaaS Pro) subscribes a function by this annotation.
+    ...(name === 'consume-order' ? [`  annotations: { <<: *annotations, topic: ${bookingTopic} }`] : []),
+  ];
+}
+
+/**
+ * A Knative Service per function, scaled on concurrency like MAX_INFLIGHT;
+ * consume-order only inside the cluster, behind the KafkaSource, which sends
+ * no token (CONSUME_ORDER_AUTH=off).
+ */
+function knativeService({ name }: FunctionDefinition): string[] {
+  const { env, secrets } = deployed(name, 'kubernetes');
+  const internal = name === 'consume-order';
+  const all: [string, string][] = [
+    ...env,
+    ['DATABASE_URL_FILE', `${secretDirs.kubernetes}/database-url`],
+    ['DATABASE_POOL_SIZE', String(databasePoolSize)],
+    ['DRAIN_TIMEOUT_MS', String(drainTimeoutMs)],
+    ['OIDC_ISSUER', 'https://keycloak.example.com/realms/boxoffice'],
+    ...(internal ? [['CONSUME_ORDER_AUTH', 'off'] as [string, string]] : []),
+  ];
+  return [
+    '---',
+    'apiVersion: serving.knative.dev/v1',
+    'kind: Service',
+    'metadata:',
+    `  name: ${name}`,
+    ...(internal ? ['  labels: { networking.knative.dev/visibility: cluster-local }'] : []),
+    'spec:',
+    '  template:',
+    '    metadata:',
+    `      annotations: { autoscaling.knative.dev/min-scale: "1", autoscaling.knative.dev/max-scale: "${maxReplicas}" }`,
+    '    spec:',
+    `      containerConcurrency: ${maxInflight[name] ?? 200}`,
+    `      timeoutSeconds: 30`,
+    '      containers:',
+    `        - image: ${image}`,
+    '          ports: [{ containerPort: 8080 }]',
+    '          env:',
+    ...all.map(([key, value]) => `            - { name: ${key}, value: ${/^\d+$/.test(value) ? `"${value}"` : value} }`),
+    '          readinessProbe: { httpGet: { path: /_/ready }, periodSeconds: 5 }',
+    '          livenessProbe: { httpGet: { path: /_/health }, periodSeconds: 10 }',
+    '          resources: { requests: { cpu: 100m, memory: 96Mi }, limits: { cpu: "1", memory: 256Mi } }',
+    `          volumeMounts: [{ name: secrets, mountPath: ${secretDirs.kubernetes}, readOnly: true }]`,
+    `      volumes: [{ name: secrets, projected: { sources: [${secrets.map((s) => `{ secret: { name: ${s} } }`).join(', ')}] } }]`,
   ];
 }
 
@@ -117,11 +196,17 @@ function nginxRoutes(routed: (FunctionDefinition & { route: Route })[]): string[
   return lines;
 }
 
-/** A route's path as a regex over the request target: `:param` is a non-empty segment, then optional trailing slashes and the query. */
+/**
+ * A route's path as a regex over the request target: `:param` is a non-empty
+ * segment, a last `:param?` one or none, then optional trailing slashes and the query.
+ */
 function pathPattern(path: string): string {
   const segments = path.replace(/\/+$/, '').split('/').slice(1);
-  const regex = segments.map((segment) => (segment.startsWith(':') ? '[^/?]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/');
-  return `/${regex}/*(\\?|$)`;
+  const regex = segments.map((segment) => {
+    if (segment.startsWith(':')) return segment.endsWith('?') ? '(/[^/?]+)?' : '/[^/?]+';
+    return `/${segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
+  });
+  return `${regex.join('')}/*(\\?|$)`;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
