@@ -37,8 +37,6 @@ ENV NODE_ENV=production PORT=8080
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# The storefront's pages are files its function reads beside its module, not compiled code.
-COPY --from=build /app/functions/storefront/pages ./dist/functions/storefront/pages
 COPY migrations ./migrations
 COPY package.json ./
 USER node

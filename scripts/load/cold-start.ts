@@ -14,7 +14,7 @@ import { createEvent } from './booking.js';
 import { loadAverage, round } from './cpu.js';
 import { spawnNode, startProcess, type Started } from './processes.js';
 import { keepLine, keptLines, spread, type Spread } from './report.js';
-import { bookingRequest, requestFor, type Request } from './scenarios.js';
+import { bookingRequest, loadScenarios, requestFor, type Request } from './scenarios.js';
 import { openLoad, type LoadSetup } from './setup.js';
 
 // `npm run load -- cold-start [name...]`: builds the compiled JS once (`npm
@@ -169,7 +169,13 @@ async function targetFor(name: string, setup: LoadSetup, warm: Started[]): Promi
     return { name, kind: 'worker', args: [`${root}dist/relay/main.js`], env: { ...env, CONSUME_ORDER_URL: consumeOrder.url }, request: { method: 'GET', path: '/_/ready' } };
   }
   // A big event, so that every round's booking is accepted.
-  const request = name === 'book' ? bookingRequest(await createEvent(setup.db, 1_000_000), setup.authorization) : await requestFor(name, setup.db, setup.authorization, setup.delivererAuthorization);
+  // A function without a load scenario of its own (the operator's, cancel-booking, the waiting room's) starts once it is ready to serve.
+  const request =
+    name === 'book'
+      ? bookingRequest(await createEvent(setup.db, 1_000_000), setup.authorization)
+      : loadScenarios.has(name)
+        ? await requestFor(name, setup.db, setup.authorization, setup.delivererAuthorization)
+        : { method: 'GET' as const, path: '/_/ready' };
   return { name, kind: 'function', args: [`${root}dist/shared/run.js`], env: { ...env, FUNCTION_NAME: name }, request };
 }
 

@@ -10,11 +10,16 @@ export interface Request {
 
 const json = { 'content-type': 'application/json' };
 
+/** The functions with a load scenario of their own (book's are in booking.ts). */
+export const loadScenarios = new Set(['list-events', 'get-event', 'get-venue', 'get-booking', 'consume-order', 'list-orders', 'storefront']);
+
 /** The request of every function's load but book's, with the rows it needs; consume-order's carries the deliverers' token. */
 export async function requestFor(fn: string, db: pg.Client, authorization: string, delivererAuthorization: string): Promise<Request> {
   switch (fn) {
     case 'list-events':
       return { method: 'GET', path: '/api/v1/inventory/events' };
+    case 'storefront':
+      return { method: 'GET', path: '/' };
     case 'get-event':
       return { method: 'GET', path: '/api/v1/inventory/event/1' };
     case 'get-venue':
