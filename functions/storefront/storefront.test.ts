@@ -11,7 +11,7 @@ import { dropDatabase, ensureDatabase } from '../../scripts/local-postgres.js';
 // The pages as a customer and an operator use them: a real headless
 // Chromium (Debian's package) against a real `npm start` on a database of its
 // own: browse, sign in at the dev issuer, book, see it confirmed, cancel; the
-// operator's charts. Every page passes axe-core with no serious or critical
+// operator's summary (admins only) and charts. Every page passes axe-core with no serious or critical
 // violation, and is kept as a screenshot in .data/screenshots/.
 const chromium = '/usr/bin/chromium';
 const screenshots = '.data/screenshots';
@@ -152,24 +152,82 @@ browserTest('a customer browses the events, signs in as alice, books 2 tickets, 
   await context.close();
 });
 
-browserTest('an admin signs in to the operator view and sees the load-test history as charts, beside the same-run baselines', async () => {
+/** The bearer token oidc-client-ts keeps for the signed-in user of `page`. */
+async function accessToken(page: Page): Promise<string> {
+  return page.evaluate(`JSON.parse(sessionStorage.getItem(Object.keys(sessionStorage).find((k) => k.startsWith('oidc.user:'))) ?? '{}').access_token`) as Promise<string>;
+}
+
+/** Signs in at the operator view's gate as one of the dev issuer's demo users. */
+async function signInToOperatorView(page: Page, who: string): Promise<void> {
+  await page.goto(`${gateway}/admin.html`);
+  await waitForText(page, '#gate', /sign in as an admin/);
+  await page.click('#gate button');
+  await page.waitForSelector(`button[value="${who}"]`);
+  await Promise.all([page.waitForNavigation(), page.click(`button[value="${who}"]`)]);
+  // The sign-in comes back to / and goes on to the page it started from.
+  await page.waitForFunction(`document.getElementById('load-title') && /Signed in as ${who}/.test(document.querySelector('#account')?.textContent ?? '')`, { timeout: 30_000 });
+}
+
+/** The cells of the operator table `selector`'s row that starts with `first`. */
+async function rowOf(page: Page, selector: string, first: string): Promise<string[] | undefined> {
+  const rows = await page.$$eval(`${selector} tr`, (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+  return rows.find((cells) => cells[0] === first);
+}
+
+browserTest('a customer (alice) opening the operator view is told it is for admins only, as the summary API answers 403', async () => {
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  await page.setViewport({ width: 1024, height: 768 });
+  await signInToOperatorView(page, 'alice');
+  await waitForText(page, '#gate', /Admins only/);
+  assert.equal(await page.$eval('#sales', (e) => e.hasAttribute('hidden')), true, 'no summary for a customer');
+  await check(page, 'operator-customer');
+  await context.close();
+});
+
+browserTest('an admin signs in to the operator view and sees the events with sold, pending and left, the waiting rooms, and the load-test history as charts beside the same-run baselines', async () => {
+  // alice books 3 tickets of the Symphony, and joins the waiting room of the Final, made an on-sale by the admin below.
+  const customer = await browser.createBrowserContext();
+  const alicePage = await customer.newPage();
+  await signInToOperatorView(alicePage, 'alice');
+  const alice = { authorization: `Bearer ${await accessToken(alicePage)}`, 'content-type': 'application/json' };
+  await customer.close();
+  const booked = await fetch(`${gateway}/api/v1/booking`, { method: 'POST', headers: alice, body: JSON.stringify({ userId: 1, eventId: 1, ticketCount: 3 }) });
+  assert.equal(booked.status, 201, await booked.text());
+
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
   await page.setViewport({ width: 1024, height: 768 });
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(String(error)));
   page.on('console', (message) => problems.push(message.text()));
-  await page.goto(`${gateway}/admin.html`);
-  await waitForText(page, '#gate', /sign in as an admin/);
-  await page.click('#gate button');
-  await page.waitForSelector('button[value="admin-ana"]');
-  await Promise.all([page.waitForNavigation(), page.click('button[value="admin-ana"]')]);
+  await signInToOperatorView(page, 'admin-ana');
+  const admin = { authorization: `Bearer ${await accessToken(page)}`, 'content-type': 'application/json' };
+  const onSale = { startsAt: new Date(Date.now() + 3_600_000).toISOString(), admitPerMinute: 60, maxActive: 50, passMinutes: 10 };
+  const patched = await fetch(`${gateway}/api/v1/inventory/event/3`, { method: 'PATCH', headers: admin, body: JSON.stringify({ onSale }) });
+  assert.equal(patched.status, 200, await patched.text());
+  const joined = await fetch(`${gateway}/api/v1/queue/3`, { method: 'POST', headers: alice });
+  assert.equal(joined.status, 201, await joined.text());
+
   await page.waitForSelector('#charts figure svg polyline').catch((error: Error) => assert.fail(`no chart: ${error.message}; ${problems.join('; ')}; ${output.slice(-2000)}`));
+  // Sold and pending together are alice's 3 (pending until the order consumer confirms), and the page refreshes itself.
+  const symphonyCells = (n: number, text: string) => `[...document.querySelectorAll('#sales-table tr')].some((tr) => tr.cells[0]?.textContent === 'Symphony at the Harbour' && tr.cells[${n}]?.textContent === '${text}')`;
+  await page.waitForFunction(symphonyCells(3, '4997'), { timeout: 30_000 });
+  const symphony = await rowOf(page, '#sales-table', 'Symphony at the Harbour');
+  assert.ok(symphony && Number(symphony[1]) + Number(symphony[2]) === 3 && symphony[4] === '5000', `sold + pending 3 of 5000: ${symphony?.join(' | ')}`);
+  await page.waitForFunction(symphonyCells(1, '3'), { timeout: 60_000 });
+  assert.deepEqual((await rowOf(page, '#sales-table', 'Symphony at the Harbour'))?.slice(1, 4), ['3', '0', '4997'], 'once confirmed, all 3 sold');
+  await waitForText(page, '#rooms', /Championship Final/);
+  const room = await rowOf(page, '#rooms', 'Championship Final');
+  assert.deepEqual(room?.slice(2, 5), ['1', '0 of 50', '0'], `alice waits, no pass is open, none admitted: ${room?.join(' | ')}`);
+
   const functionsCharted = await page.$$eval('#charts h3', (headings) => headings.map((h) => h.textContent ?? ''));
   assert.ok(functionsCharted.includes('get-event'), `a chart per function: ${functionsCharted.join(', ')}`);
   const legends = await page.$$eval('#charts figure', (figures) => figures.map((f) => f.textContent ?? ''));
   assert.ok(legends.some((text) => /ff-hello \(same run\)/.test(text)), 'the same-run baselines are drawn beside the function');
-  await page.waitForSelector('#sales-table table');
   await check(page, 'operator');
+  // The README's picture: the summary and the waiting rooms, the viewport only (a full page of charts is too large to keep).
+  await page.screenshot({ path: `${screenshots}/operator-summary.png`, clip: await page.$eval('#room', (e) => ({ x: 0, y: 0, width: 1024, height: Math.ceil(e.getBoundingClientRect().bottom + 16) })) });
+  assert.deepEqual(problems, [], 'no script errors');
   await context.close();
 });

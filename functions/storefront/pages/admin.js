@@ -1,40 +1,59 @@
 import { api, button, el, renderAccount, signIn, signInState } from './auth.js';
 
-// The operator view (realm role admin): the events with what is left, the
-// waiting rooms' settings, and the load-test history as SVG charts.
+// The operator view (admin only, as the summary API decides): the events
+// with the tickets sold, pending and left, the waiting rooms of on-sales,
+// both refreshed every 5 s while the tab is visible, and the load-test
+// history as SVG charts.
 const svgNs = 'http://www.w3.org/2000/svg';
 const colours = ['#1a5fb4', '#c64600', '#26a269', '#813d9c'];
 const session = await signInState();
 renderAccount(document.getElementById('account'), session);
 const { user } = session;
 const gate = document.getElementById('gate');
-const roles = user?.profile.realm_access?.roles ?? [];
 
 if (!user) {
   gate.append(el('p', 'The operator view is for box-office staff: sign in as an admin.'), button('Sign in', () => signIn(session.manager)));
-} else if (!roles.includes('admin')) {
-  gate.append(el('p', 'Only an admin may see the operator view.', { class: 'status bad' }));
-} else {
-  await Promise.all([events(), charts()]);
+} else if (await summary()) {
+  setInterval(() => { if (!document.hidden) void summary(); }, 5_000);
+  await charts();
 }
 
-async function events() {
-  const { status, body } = await api(user, 'GET', '/api/v1/inventory/events');
-  if (status !== 200) return;
-  const table = el('table');
-  const head = el('tr');
-  for (const title of ['Event', 'Venue', 'Left', 'Per customer', 'On sale']) head.append(el('th', title, { scope: 'col' }));
-  table.append(el('caption', 'Every event, with the tickets left', { class: 'muted' }), head);
-  for (const event of body) {
-    const row = el('tr');
-    row.append(el('td', event.event), el('td', event.venue.name), el('td', String(event.capacity)), el('td', event.maxTicketsPerCustomer ? String(event.maxTicketsPerCustomer) : '-'), el('td', event.onSale ? `${new Date(event.onSale.startsAt).toLocaleString()}, ${event.onSale.admitPerMinute}/min, at most ${event.onSale.maxActive} active` : '-'));
-    table.append(row);
+/** Draws the summary; false when the API refuses this user (403: not an admin), having said so. */
+async function summary() {
+  const { status, body } = await api(user, 'GET', '/api/v1/admin/events?limit=500');
+  if (status === 403) {
+    gate.replaceChildren(el('p', 'Admins only: the operator view is for box-office staff, and this account is not an admin.', { class: 'status bad', role: 'alert' }));
+    return false;
   }
-  document.getElementById('sales-table').replaceChildren(table);
+  if (status !== 200) {
+    gate.replaceChildren(el('p', `The summary could not be read (${status}${body?.detail ? `: ${body.detail}` : ''}); trying again shortly.`, { class: 'status bad' }));
+    return true;
+  }
+  gate.replaceChildren();
+  const updated = el('p', `Updated ${new Date().toLocaleTimeString()}; refreshed every 5 seconds.`, { class: 'muted' });
+  document.getElementById('sales-table').replaceChildren(table('Every event: tickets sold (confirmed), pending (booked, not yet confirmed) and left', ['Event', 'Sold', 'Pending', 'Left', 'Capacity'],
+    body.map((event) => [event.event, event.sold, event.pending, event.left, event.capacity])), updated);
   document.getElementById('sales').hidden = false;
-  const rooms = body.filter((event) => event.onSale);
-  document.getElementById('rooms').replaceChildren(rooms.length ? el('p', `${rooms.length} events sell through a waiting room (see the table).`) : el('p', 'No event sells through a waiting room.'));
+  const rooms = body.filter((event) => event.waitingRoom);
+  document.getElementById('rooms').replaceChildren(rooms.length
+    ? table('Events sold through a waiting room: who waits, the passes open now, and everyone admitted so far', ['Event', 'Sale starts', 'Waiting', 'Active passes', 'Admitted so far', 'Admits'],
+      rooms.map(({ event, waitingRoom: room }) => [event, new Date(room.startsAt).toLocaleString(), room.waiting, `${room.activePasses} of ${room.maxActive}`, room.admitted, `${room.admitPerMinute}/min`]))
+    : el('p', 'No event sells through a waiting room.'));
   document.getElementById('room').hidden = false;
+  return true;
+}
+
+function table(caption, titles, rows) {
+  const t = el('table');
+  const head = el('tr');
+  for (const title of titles) head.append(el('th', title, { scope: 'col' }));
+  t.append(el('caption', caption, { class: 'muted' }), head);
+  for (const cells of rows) {
+    const row = el('tr');
+    row.append(...cells.map((cell) => el('td', String(cell))));
+    t.append(row);
+  }
+  return t;
 }
 
 function svg(tag, attributes = {}, text) {
