@@ -31,24 +31,34 @@ export async function freePort(): Promise<number> {
   return freePortBlock(1);
 }
 
+// Ports this process has handed out: free when probed, but maybe not yet
+// listened on, so a later block must not overlap them.
+const handedOut = new Set<number>();
+
 /** A free run of `size` consecutive loopback ports: npm start numbers its functions from the first. */
 export async function freePortBlock(size: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     // Below the kernel's ephemeral ports (32768 and up): an outgoing
     // connection may take one of those at any moment after it was probed free.
     const first = 20_000 + Math.floor(Math.random() * 8_000);
+    const ports = Array.from({ length: size }, (_, i) => first + i);
+    if (ports.some((port) => handedOut.has(port))) continue;
     const servers = [];
     let free = true;
-    for (let port = first; port < first + size && free; port++) {
+    for (const port of ports) {
       const server = createServer();
       free = await new Promise<boolean>((resolve) => {
         server.once('error', () => resolve(false));
         server.listen(port, '127.0.0.1', () => resolve(true));
       });
-      if (free) servers.push(server);
+      if (!free) break;
+      servers.push(server);
     }
     await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-    if (free) return first;
+    if (free) {
+      for (const port of ports) handedOut.add(port);
+      return first;
+    }
   }
   throw new Error(`no ${size} consecutive free ports`);
 }

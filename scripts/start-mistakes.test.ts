@@ -75,7 +75,7 @@ async function startEnv(overrides: NodeJS.ProcessEnv = {}): Promise<NodeJS.Proce
     OIDC_ISSUER: '',
     KAFKA_BROKERS: '',
     GATEWAY_PORT: String(await freePort()),
-    FUNCTIONS_BASE_PORT: String(await freePortBlock(functionNames().length + 1)),
+    FUNCTIONS_BASE_PORT: String(await freePortBlock(functionNames().length + 3)),
     DEV_ISSUER_PORT: String(await freePort()),
     EMBEDDED_POSTGRES_PORT: String(await freePort()),
     ...overrides,

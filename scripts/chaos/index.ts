@@ -4,7 +4,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, freePortBlock } from '../functions.js';
+import { freePort, freePortBlock, functionNames } from '../functions.js';
 import { dropDatabase, ensureDatabase } from '../local-postgres.js';
 import { book, type BurstResult } from './clients.js';
 import { kafkaUnderTest, ownIssuer, ownPostgres, runDirectory, type KafkaUnderTest, type OwnedIssuer, type OwnedPostgres } from './dependencies.js';
@@ -200,7 +200,7 @@ async function scenario(harness: Harness, fault: Fault, size: Sizing, options: S
       delivererEnv: harness.issuer.delivererEnv,
       topic,
       group: topic,
-      ports: { gateway: await freePort(), functions: await freePortBlock(12), devIssuer: await freePort() },
+      ports: { gateway: await freePort(), functions: await freePortBlock(functionNames().length + 3), devIssuer: await freePort() },
       logFile: join(harness.dir, `${fault.name}.log`),
     });
     const eventId = await createEvent(databaseUrl, size.bookings * 2);
