@@ -1,22 +1,12 @@
 import type pg from 'pg';
 import { mayActFor, type Principal } from '../../shared/auth.js';
+import { bookingView, type BookingRecord } from '../../shared/booking-view.js';
 import { transaction } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
-import { Decimal } from '../../shared/json.js';
 import { topics } from '../../shared/kafka.js';
 import { bookingOutcomes } from '../../shared/metrics.js';
 import { uuidSchema } from '../../shared/schemas.js';
-
-interface BookingRow {
-  booking_id: string;
-  customer_id: number;
-  event_id: number;
-  ticket_count: number;
-  total_price: string;
-  status: 'PENDING' | 'CONFIRMED' | 'FAILED' | 'CANCELLED';
-  created_at: Date;
-}
 
 /**
  * DELETE /api/v1/booking/{bookingId}: cancels a booking, for its customer
@@ -36,18 +26,7 @@ export default httpFunction<{ bookingId: string }>({
   async handle({ params, principal }) {
     const { booking, orderId, cancelled } = await transaction((db) => cancel(db, params.bookingId, principal));
     bookingOutcomes.inc({ outcome: cancelled ? 'cancelled' : 'already_cancelled' });
-    return {
-      body: {
-        bookingId: booking.booking_id,
-        userId: booking.customer_id,
-        eventId: booking.event_id,
-        ticketCount: booking.ticket_count,
-        totalPrice: new Decimal(booking.total_price),
-        status: booking.status,
-        createdAt: booking.created_at.toISOString(),
-        ...(orderId === undefined ? {} : { orderId }),
-      },
-    };
+    return { body: bookingView(booking, orderId) };
   },
 });
 
@@ -62,8 +41,8 @@ const BOOKING_COLUMNS = 'booking_id, customer_id, event_id, ticket_count, total_
  * booking as a confirmation committed it meanwhile, but joined rows as
  * they were, so a join would miss that confirmation's order.
  */
-async function cancel(db: pg.PoolClient, bookingId: string, principal: Principal): Promise<{ booking: BookingRow; orderId?: string; cancelled: boolean }> {
-  const { rows } = await db.query<BookingRow>(`SELECT ${BOOKING_COLUMNS} FROM bookings WHERE booking_id = $1 FOR UPDATE`, [bookingId]);
+async function cancel(db: pg.PoolClient, bookingId: string, principal: Principal): Promise<{ booking: BookingRecord; orderId?: string; cancelled: boolean }> {
+  const { rows } = await db.query<BookingRecord>(`SELECT ${BOOKING_COLUMNS} FROM bookings WHERE booking_id = $1 FOR UPDATE`, [bookingId]);
   const booking = rows[0];
   if (!booking) throw problems.notFound(`Booking ${bookingId} does not exist`);
   mayActFor(principal, booking.customer_id);
@@ -73,7 +52,7 @@ async function cancel(db: pg.PoolClient, bookingId: string, principal: Principal
   const orderId = order.rows[0]?.order_id;
   if (booking.status === 'CANCELLED') return { booking, orderId, cancelled: false };
 
-  const updated = await db.query<BookingRow>(
+  const updated = await db.query<BookingRecord>(
     `UPDATE bookings SET status = 'CANCELLED', cancelled_at = now(), updated_at = now() WHERE booking_id = $1 RETURNING ${BOOKING_COLUMNS}`,
     [bookingId],
   );

@@ -1,19 +1,12 @@
 import { mayActFor } from '../../shared/auth.js';
+import { bookingView, type BookingRecord } from '../../shared/booking-view.js';
 import { pool } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
-import { Decimal } from '../../shared/json.js';
 import { uuidSchema } from '../../shared/schemas.js';
 
-interface BookingRow {
-  booking_id: string;
-  customer_id: number;
-  event_id: number;
-  ticket_count: number;
-  total_price: string;
-  status: 'PENDING' | 'CONFIRMED' | 'FAILED' | 'CANCELLED';
-  created_at: Date;
-  /** bigint: pg hands it over as a string, and it stays one. Null until the order consumer places the order. */
+interface BookingRow extends BookingRecord {
+  /** Null until the order consumer places the order. */
   order_id: string | null;
 }
 
@@ -36,17 +29,6 @@ export default httpFunction<{ bookingId: string }>({
     const booking = rows[0];
     if (!booking) throw problems.notFound(`Booking ${params.bookingId} does not exist`);
     mayActFor(principal, booking.customer_id);
-    return {
-      body: {
-        bookingId: booking.booking_id,
-        userId: booking.customer_id,
-        eventId: booking.event_id,
-        ticketCount: booking.ticket_count,
-        totalPrice: new Decimal(booking.total_price),
-        status: booking.status,
-        createdAt: booking.created_at.toISOString(),
-        ...(booking.order_id === null ? {} : { orderId: booking.order_id }),
-      },
-    };
+    return { body: bookingView(booking, booking.order_id) };
   },
 });
