@@ -88,3 +88,13 @@ export function futureInstant(text: string, field: string): string {
   if (at <= Date.now()) throw problems.validation([{ name: `body/${field}`, reason: 'must be in the future' }]);
   return new Date(at).toISOString();
 }
+
+/** `?limit=&offset=` of a list of events: at most 500 a page, 100 unless asked. */
+export const eventPageQuerySchema = {
+  type: 'object',
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
+    offset: { type: 'integer', minimum: 0, maximum: 1000000, default: 0 },
+  },
+  additionalProperties: false,
+} as const;

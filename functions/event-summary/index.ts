@@ -1,6 +1,7 @@
 import { requireAdmin } from '../../shared/auth.js';
 import { pool } from '../../shared/db.js';
 import { httpFunction } from '../../shared/http-function.js';
+import { eventPageQuerySchema } from '../../shared/schemas.js';
 
 interface Page {
   limit: number;
@@ -52,14 +53,7 @@ export default httpFunction<Record<string, never>, Page>({
   route: { method: 'GET', path: '/api/v1/admin/events' },
   access: 'token',
   schemas: {
-    query: {
-      type: 'object',
-      properties: {
-        limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
-        offset: { type: 'integer', minimum: 0, maximum: 1000000, default: 0 },
-      },
-      additionalProperties: false,
-    },
+    query: eventPageQuerySchema,
   },
   async handle({ query, principal }) {
     requireAdmin(principal);

@@ -1,6 +1,7 @@
 import { catalogueReads } from '../../shared/catalogue.js';
 import { pool } from '../../shared/db.js';
 import { httpFunction } from '../../shared/http-function.js';
+import { eventPageQuerySchema } from '../../shared/schemas.js';
 
 // Shared answers, at most CATALOGUE_MAX_AGE_MS old: a page read often costs one query per max age, not one per request.
 const catalogue = catalogueReads(pool);
@@ -15,14 +16,7 @@ export default httpFunction<Record<string, never>, Page>({
   name: 'list-events',
   route: { method: 'GET', path: '/api/v1/inventory/events' },
   schemas: {
-    query: {
-      type: 'object',
-      properties: {
-        limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
-        offset: { type: 'integer', minimum: 0, maximum: 1000000, default: 0 },
-      },
-      additionalProperties: false,
-    },
+    query: eventPageQuerySchema,
   },
   async handle({ query }) {
     return { body: await catalogue.listEvents(query) };
