@@ -34,11 +34,12 @@ test('nothing accepted is ever stranded when a process, Postgres or the token is
         refused: row.refused,
         gaveUp: row.gaveUp,
         recovered: row.recovered,
+        unmet: row.unmet,
       };
       const everyBooking = sizing.quick.bookings;
       assert.deepEqual(
         seen,
-        { faultInjectedAndRunToTheEnd: true, accepted: everyBooking, confirmed: everyBooking, lost: 0, doubled: 0, deadLetters: 0, crashed: [], serverErrors: 0, refused: 0, gaveUp: 0, recovered: true },
+        { faultInjectedAndRunToTheEnd: true, accepted: everyBooking, confirmed: everyBooking, lost: 0, doubled: 0, deadLetters: 0, crashed: [], serverErrors: 0, refused: 0, gaveUp: 0, recovered: true, unmet: [] },
         formatTable([row]),
       );
     });

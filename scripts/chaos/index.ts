@@ -130,6 +130,8 @@ export interface Row {
   recovered: boolean;
   /** From the end of the fault to every accepted booking confirmed, the outbox drained and every child ready. */
   recoverySeconds?: number;
+  /** What the fault expected to see and did not. */
+  unmet: string[];
   notes: string[];
 }
 
@@ -145,12 +147,13 @@ export function failures(row: Row): string[] {
   if (row.refused) found.push(`${row.refused} valid bookings refused`);
   if (row.gaveUp) found.push(`${row.gaveUp} clients gave up`);
   if (!row.recovered) found.push('not recovered');
+  found.push(...row.unmet);
   if (row.notes.some((note) => note.startsWith('fault not injected') || note.startsWith('harness error'))) found.push('fault not injected or run not finished');
   return found;
 }
 
 function emptyRow(fault: Fault): Row {
-  return { scenario: fault.name, what: fault.what, statuses: {}, accepted: 0, inDatabase: 0, confirmed: 0, lost: 0, doubled: 0, stuckOutbox: 0, deadLetters: 0, crashed: [], serverErrors: 0, refused: 0, gaveUp: 0, recovered: false, notes: [] };
+  return { scenario: fault.name, what: fault.what, statuses: {}, accepted: 0, inDatabase: 0, confirmed: 0, lost: 0, doubled: 0, stuckOutbox: 0, deadLetters: 0, crashed: [], serverErrors: 0, refused: 0, gaveUp: 0, recovered: false, unmet: [], notes: [] };
 }
 
 /** Waits until every accepted booking is CONFIRMED, the outbox drained and the system whole, or the deadline. */
@@ -221,7 +224,16 @@ async function scenario(harness: Harness, fault: Fault, size: Sizing, options: S
     await wait(size.leadSeconds);
     if (signal.aborted) throw new Error('aborted');
     progress(fault.what);
-    const context = { system, postgres: harness.postgres, issuer: harness.issuer, kafka: harness.kafka, database, databaseUrl, note: (text: string) => row.notes.push(text) };
+    const context = {
+      system,
+      postgres: harness.postgres,
+      issuer: harness.issuer,
+      kafka: harness.kafka,
+      database,
+      databaseUrl,
+      note: (text: string) => row.notes.push(text),
+      unmet: (text: string) => row.unmet.push(text),
+    };
     try {
       end = await fault.inject(context);
     } catch (error) {
@@ -236,7 +248,8 @@ async function scenario(harness: Harness, fault: Fault, size: Sizing, options: S
 
     const clients = await burst;
     const bookingIds = [...new Set(clients.accepted.values())];
-    const deadline = Math.max(faultEnded, clients.lastAcceptedAt, Date.now()) + size.recoverSeconds * 1000;
+    const recoverSeconds = Math.min(size.recoverSeconds, fault.recoverWithinSeconds ?? Infinity);
+    const deadline = Math.max(faultEnded, clients.lastAcceptedAt) + recoverSeconds * 1000;
     progress(`${bookingIds.length} accepted; waiting up to ${Math.round((deadline - Date.now()) / 1000)} s for all of them to be confirmed`);
     const recovered = await recovery(system, databaseUrl, eventId, bookingIds, deadline, signal);
     const counted = await ledger(databaseUrl, eventId, bookingIds);
