@@ -32,7 +32,7 @@ export function triggerSettings(): TriggerSettings {
   kafkaClientSettings();
   topicSettings();
   const retryBaseMs = integerSetting('TRIGGER_RETRY_BASE_MS', 500, 1);
-  const retryMaxMs = integerSetting('TRIGGER_RETRY_MAX_MS', 30_000, 1);
+  const retryMaxMs = integerSetting('TRIGGER_RETRY_MAX_MS', 10_000, 1);
   if (retryMaxMs < retryBaseMs) throw new ConfigError(`TRIGGER_RETRY_MAX_MS (${retryMaxMs}) must not be below TRIGGER_RETRY_BASE_MS (${retryBaseMs})`);
   return {
     brokers,

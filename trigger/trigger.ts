@@ -138,7 +138,7 @@ async function withHeartbeats<T>(heartbeat: () => Promise<void>, everyMs: number
  */
 export async function startTrigger(options: TriggerOptions): Promise<Trigger> {
   const retryBaseMs = options.retryDelayMs ?? 500;
-  const retryMaxMs = Math.max(retryBaseMs, options.retryMaxMs ?? 30_000);
+  const retryMaxMs = Math.max(retryBaseMs, options.retryMaxMs ?? 10_000);
   const deliveryTimeoutMs = options.deliveryTimeoutMs ?? 10_000;
   const sessionTimeout = options.sessionTimeoutMs ?? 10_000;
   const heartbeatInterval = Math.floor(sessionTimeout / 3);
