@@ -1,7 +1,7 @@
 import pRetry from 'p-retry';
 import { ConfigError } from '../shared/config.js';
 import { databaseIsUp, pool } from '../shared/db.js';
-import { topics } from '../shared/kafka.js';
+import { topics } from '../shared/topics.js';
 import { log } from '../shared/log.js';
 import { labelRegistry } from '../shared/metrics.js';
 import { serveProbes } from '../shared/probes.js';

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../shared/config.js';
-import { createKafka, kafkaBrokers, topics, type IHeaders, type Kafka, type KafkaMessage } from '../shared/kafka.js';
+import { createKafka, kafkaBrokers, type IHeaders, type Kafka, type KafkaMessage } from '../shared/kafka.js';
+import { topics } from '../shared/topics.js';
 import { log } from '../shared/log.js';
 
 // `npm run dead-letters -- list [--json]`: every message in the dead-letter

@@ -14,7 +14,7 @@ import type { Route } from '../shared/route.js';
 import { freePort, functionNames, loadDefinitions } from './functions.js';
 import { bookingTopic, databasePoolSize, drainTimeoutMs, image, maxReplicas, workers } from './generate.js';
 import { functionSettings, secretName, settingsRead, type SettingsRead } from './settings-read.js';
-import { topics } from '../shared/kafka.js';
+import { topics } from '../shared/topics.js';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { CronJob } from 'kubernetes-models/batch/v1';
 import { ConfigMap, Service as CoreService } from 'kubernetes-models/v1';

@@ -1,23 +1,11 @@
 import { Kafka, logLevel, type LogEntry } from 'kafkajs';
 import { ConfigError, integerSetting } from './config.js';
 import { log } from './log.js';
+import { topics } from './topics.js';
 
 // kafkajs is unmaintained since 2023; this module is the only one that
 // imports it, so replacing it touches one file.
 export type { Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
-
-/**
- * The topic accepted bookings are published to, and where poison messages
- * go. BOOKING_TOPIC renames both (tests give each run its own).
- */
-export const topics = {
-  get booking(): string {
-    return process.env.BOOKING_TOPIC || 'booking';
-  },
-  get bookingDeadLetter(): string {
-    return `${topics.booking}.dead-letter`;
-  },
-};
 
 /** The brokers in KAFKA_BROKERS (comma separated), or none: then Kafka is not used. */
 export function kafkaBrokers(): string[] {

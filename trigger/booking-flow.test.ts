@@ -6,7 +6,8 @@ import { directSink, kafkaSink } from '../relay/sinks.js';
 import { listenForOutbox } from '../relay/wakeup.js';
 import consumeOrder from '../functions/consume-order/index.js';
 import { pool } from '../shared/db.js';
-import { createKafka, topics } from '../shared/kafka.js';
+import { createKafka } from '../shared/kafka.js';
+import { topics } from '../shared/topics.js';
 import { createCustomer, createEvent, eventually, kafkaOrSkip, metricValue, serve, useTestIssuer, type TestIssuer } from '../shared/test-support/index.js';
 import { startTrigger } from './trigger.js';
 

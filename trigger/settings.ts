@@ -1,5 +1,6 @@
 import { ConfigError, integerSetting } from '../shared/config.js';
-import { kafkaBrokers, kafkaClientSettings, topics, topicSettings } from '../shared/kafka.js';
+import { kafkaBrokers, kafkaClientSettings, topicSettings } from '../shared/kafka.js';
+import { topics } from '../shared/topics.js';
 import { delivererToken, type ServiceToken } from '../shared/service-token.js';
 
 export interface TriggerSettings {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { transaction, type Queryable } from '../../shared/db.js';
-import { topics } from '../../shared/kafka.js';
+import { topics } from '../../shared/topics.js';
 import { bookingBatchSize } from '../../shared/metrics.js';
 import { GroupCommit } from '../../shared/group-commit.js';
 import type { PassFault, PassReading } from '../../shared/queue-pass.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { pool } from '../../shared/db.js';
-import { topics } from '../../shared/kafka.js';
+import { topics } from '../../shared/topics.js';
 import { createCustomer, createEvent, serve, useTestIssuer, type RunningFunction, type TestIssuer } from '../../shared/test-support/index.js';
 import book from '../book/index.js';
 import consumeOrder from '../consume-order/index.js';

@@ -4,7 +4,7 @@ import { bookingView, type BookingRecord } from '../../shared/booking-view.js';
 import { transaction } from '../../shared/db.js';
 import { problems } from '../../shared/errors.js';
 import { httpFunction } from '../../shared/http-function.js';
-import { topics } from '../../shared/kafka.js';
+import { topics } from '../../shared/topics.js';
 import { bookingOutcomes } from '../../shared/metrics.js';
 import { uuidSchema } from '../../shared/schemas.js';
 
