@@ -152,7 +152,7 @@ test('FUNCTION_SERVER picks the server: lean calls the function itself, framewor
 
 const hello = httpFunction({ name: 'host-hello', route: { method: 'GET', path: '/hello' }, handle: async () => ({ body: { hello: 'world' } }) });
 
-test('HEAD answers as GET does, without the body, under both servers', async () => {
+test('HEAD answers as GET does, with the Content-Length GET would send, without the body, under both servers', async () => {
   for (const server of ['lean', 'framework'] as const) {
     const running = await serve(hello, { server });
     try {
@@ -160,7 +160,9 @@ test('HEAD answers as GET does, without the body, under both servers', async () 
       assert.equal(head.status, 200, server);
       assert.equal(head.headers.get('content-type'), 'application/json', server);
       assert.equal(await head.text(), '', server);
-      assert.deepEqual(await (await fetch(`${running.url}/hello`)).json(), { hello: 'world' }, server);
+      const get = await fetch(`${running.url}/hello`);
+      assert.equal(head.headers.get('content-length'), String(Buffer.byteLength(await get.clone().text())), server);
+      assert.deepEqual(await get.json(), { hello: 'world' }, server);
       // Where GET is not allowed, neither is HEAD.
       const notGet = await serve(probe, { server });
       try {

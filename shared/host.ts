@@ -133,7 +133,10 @@ export function createFunctionHost(definition: FunctionDefinition, options: Part
           working += 1;
           res.once('close', () => (working -= 1));
           // HEAD is GET without a body; Node leaves out the body of a HEAD answer itself.
-          if (method === 'HEAD' && definition.route?.method === 'GET') req.method = 'GET';
+          if (method === 'HEAD' && definition.route?.method === 'GET') {
+            req.method = 'GET';
+            lengthOfUnsentBody(res);
+          }
           return pass(req, res, path, parseBody(req, raw));
         })
         .catch((error: unknown) => {
@@ -291,6 +294,21 @@ function rawProblem(problem: Problem, requestId: string): string {
   };
   const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
   return `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}\r\n${lines.join('')}\r\n${body}`;
+}
+
+/**
+ * A HEAD answer carries the Content-Length its GET would (RFC 9110, 9.3.2);
+ * Node drops the body of a HEAD answer without counting it.
+ */
+function lengthOfUnsentBody(res: ServerResponse): void {
+  const end = res.end;
+  res.end = function (this: ServerResponse, ...args: Parameters<typeof end>) {
+    const [body] = args;
+    if (!this.headersSent && !this.hasHeader('content-length') && (typeof body === 'string' || body instanceof Uint8Array)) {
+      this.setHeader('Content-Length', Buffer.byteLength(body));
+    }
+    return end.apply(this, args);
+  } as typeof end;
 }
 
 /** HTTP/1.1: without either header there is no body, and nothing to wait for. */
