@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import pg from 'pg';
-import { DatabaseUnreachable } from '../shared/migrate.js';
+import { DatabaseUnreachable } from '../shared/migrations.js';
 import { signingKey, startDevIssuer } from './dev-issuer.js';
 import { freePort, freePortBlock, functionNames } from './functions.js';
 import { dropDatabase, ensureDatabase, folderPostgresCannotEnter } from './local-postgres.js';

@@ -271,7 +271,7 @@ function cannotListen(port: number): Promise<string | undefined> {
 }
 
 async function migrate(databaseUrl: string, setting: string | undefined): Promise<void> {
-  const { migrateDatabase, DatabaseUnreachable } = await import('../shared/migrate.js');
+  const { migrateDatabase, DatabaseUnreachable } = await import('../shared/migrations.js');
   const { withoutPassword } = await import('../shared/config.js');
   try {
     await migrateDatabase(databaseUrl, { demoData: true });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { migrateDatabase } from '../shared/migrate.js';
+import { migrateDatabase } from '../shared/migrations.js';
 import { dropDatabase, ensureDatabase, localPostgres } from './local-postgres.js';
 import { kafkaForTests, keycloakForTests } from './services.js';
 

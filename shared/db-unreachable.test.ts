@@ -11,7 +11,7 @@ const databaseUrl = `postgres://postgres@127.0.0.1:${port}/boxoffice`;
 process.env.DATABASE_URL = databaseUrl;
 process.env.DATABASE_CONNECT_TIMEOUT_MS = '300';
 
-const { migrateDatabase } = await import('./migrate.js');
+const { migrateDatabase } = await import('./migrations.js');
 const { pool } = await import('./db.js');
 const { serve } = await import('./test-support/index.js');
 const { default: getEvent } = await import('../functions/get-event/index.js');

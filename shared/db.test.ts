@@ -18,7 +18,7 @@ process.env.DATABASE_LOCK_TIMEOUT_MS = '300';
 process.env.DATABASE_QUERY_TIMEOUT_MS = '2000';
 
 const { dropDatabase, ensureDatabase } = await import('../scripts/local-postgres.js');
-const { migrateDatabase } = await import('./migrate.js');
+const { migrateDatabase } = await import('./migrations.js');
 const { pool, transaction } = await import('./db.js');
 const { asProblem } = await import('./errors.js');
 const { createCustomer, createEvent, eventually, serve, useTestIssuer } = await import('./test-support/index.js');

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { DELIVERER_ROLE } from '../../shared/auth.js';
-import { migrateDatabase } from '../../shared/migrate.js';
+import { migrateDatabase } from '../../shared/migrations.js';
 import { DELIVERER_CLIENT_ID, serviceToken } from '../../shared/service-token.js';
 import { demoUsers, signingKey, signToken, startDevIssuer } from '../dev-issuer.js';
 import { dropDatabase, ensureDatabase, localPostgres } from '../local-postgres.js';
