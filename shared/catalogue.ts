@@ -196,7 +196,7 @@ export async function readVenue(db: Queryable, venueId: number): Promise<VenueVi
 // --- The operator's writes, each inside the caller's transaction. ---
 //
 // Locks are taken in one order, so no two writers deadlock: an event's row
-// (FOR UPDATE, as book takes it), then a venue's. An event writer holds its
+// (FOR UPDATE, which also waits for book's FOR NO KEY UPDATE), then a venue's. An event writer holds its
 // venue FOR SHARE, a venue writer FOR UPDATE: an event's capacity and its
 // venue's never change past each other.
 

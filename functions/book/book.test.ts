@@ -224,3 +224,22 @@ test('hundreds of concurrent bookings sell exactly the capacity, never more', as
   // With 1- and 2-ticket requests racing, at most one ticket can be left unsold.
   assert.ok((await leftCapacity(eventId)) <= 1);
 });
+
+test('a booking is not held up by a transaction that only refers to its event (an order being stored, a waiting-room join): book locks the event FOR NO KEY UPDATE, not FOR UPDATE', async () => {
+  const userId = await createCustomer();
+  const { eventId } = await createEvent({ capacity: 10 });
+  // What Postgres takes on the event for a foreign key check of an insert that refers to it.
+  const referrer = await pool.connect();
+  try {
+    await referrer.query('BEGIN');
+    await referrer.query('SELECT 1 FROM events WHERE event_id = $1 FOR KEY SHARE', [eventId]);
+
+    const res = await post({ userId, eventId, ticketCount: 2 });
+
+    assert.equal(res.status, 201, await res.text());
+    assert.equal(await leftCapacity(eventId), 8);
+  } finally {
+    await referrer.query('ROLLBACK');
+    referrer.release();
+  }
+});

@@ -105,12 +105,17 @@ interface LockedEvent {
   queued: boolean;
 }
 
-/** The events as of the lock: no other instance sells them until this batch commits. */
+/**
+ * The events as of the lock: no other instance sells them until this batch
+ * commits. FOR NO KEY UPDATE, not FOR UPDATE: inserts that only refer to an
+ * event (orders, queue entries) take FOR KEY SHARE for their foreign key and
+ * need not wait for the batch.
+ */
 async function lockEvents(db: Queryable, requests: Reservation[]): Promise<Map<number, LockedEvent>> {
   const ids = [...new Set(requests.map((r) => r.eventId))];
   const { rows } = await db.query<{ event_id: number; left_capacity: number; max_tickets_per_customer: number | null; queued: boolean }>(
     `SELECT event_id, left_capacity, max_tickets_per_customer, on_sale_starts_at IS NOT NULL AS queued
-       FROM events WHERE event_id = ANY($1::int[]) ORDER BY event_id FOR UPDATE`,
+       FROM events WHERE event_id = ANY($1::int[]) ORDER BY event_id FOR NO KEY UPDATE`,
     [ids],
   );
   return new Map(rows.map((r) => [r.event_id, { left: r.left_capacity, limit: r.max_tickets_per_customer, queued: r.queued }]));
