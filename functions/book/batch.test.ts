@@ -78,7 +78,7 @@ async function inOneBatch(requests: [Booking, Record<string, string>?][], whileG
   const held = post({ userId: await createCustomer(), eventId: blocker.eventId, ticketCount: 1 });
   const answers: Promise<Response>[] = [];
   try {
-    await until('the running batch to wait for the lock', () => waitingOnLock('FOR UPDATE'));
+    await until('the running batch to wait for the lock', () => waitingOnLock('FOR NO KEY UPDATE'));
     for (const [body, headers] of requests) {
       answers.push(post(body, headers));
       await until('the request to join the next batch', () => (reservations.waiting === answers.length ? true : undefined));
