@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import puppeteer from 'puppeteer-core';
-import { freePort, freePortBlock, functionNames } from '../../scripts/functions.js';
-import { dropDatabase, ensureDatabase } from '../../scripts/local-postgres.js';
+import { freePort } from '../../scripts/functions.js';
+import { startNpmStart } from '../../shared/test-support/npm-start.js';
 
 // The sign-in a deployment uses: the pages against a real Keycloak with the
 // project's realm (its public client boxoffice-web, code flow with PKCE),
@@ -50,43 +48,13 @@ async function webClient(): Promise<{ client: ClientRepresentation; put(client: 
 }
 
 test('alice signs in at Keycloak through the realm\'s boxoffice-web client, and books with the token it gives the pages', { skip: missing, timeout: 240_000 }, async (t) => {
-  const adminUrl = new URL(process.env.DATABASE_URL ?? '');
-  adminUrl.pathname = '/postgres';
-  const databaseName = `boxoffice_keycloak_sign_in_${process.pid}`;
-  const databaseUrl = await ensureDatabase(adminUrl.toString(), databaseName);
-  t.after(() => dropDatabase(adminUrl.toString(), databaseName));
-
   const gatewayPort = await freePort();
   const gateway = `http://127.0.0.1:${gatewayPort}`;
   const { client, put } = await webClient();
   await put({ ...client, redirectUris: [...client.redirectUris, `${gateway}/*`], webOrigins: [...client.webOrigins, gateway] });
   t.after(() => put(client));
-
-  const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      OIDC_ISSUER: `${keycloak}/realms/boxoffice`,
-      BOOKING_TOPIC: `booking-keycloak-sign-in-${process.pid}`,
-      TRIGGER_GROUP: `keycloak-sign-in-${process.pid}`,
-      GATEWAY_PORT: String(gatewayPort),
-      FUNCTIONS_BASE_PORT: String(await freePortBlock(functionNames().length + 3)),
-    },
-  });
-  let output = '';
-  start.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  start.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = once(start, 'exit');
-  t.after(async () => {
-    if (start.exitCode === null && start.signalCode === null) {
-      start.kill('SIGTERM');
-      await exited;
-    }
-  });
-  for (let attempt = 0; !/gateway ready at/.test(output); attempt++) {
-    assert.ok(attempt < 1_200 && start.exitCode === null, `npm start did not come up:\n${output}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const system = await startNpmStart('keycloak-sign-in', { OIDC_ISSUER: `${keycloak}/realms/boxoffice`, GATEWAY_PORT: String(gatewayPort) });
+  t.after(() => system.stop());
 
   const browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
   t.after(() => browser.close());

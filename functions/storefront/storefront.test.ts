@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
-import { freePort, freePortBlock, functionNames } from '../../scripts/functions.js';
-import { dropDatabase, ensureDatabase } from '../../scripts/local-postgres.js';
+import { startNpmStart, type StartedSystem } from '../../shared/test-support/npm-start.js';
 
 // The pages as a customer and an operator use them: a real headless
 // Chromium (Debian's package) against a real `npm start` on a database of its
@@ -20,52 +17,21 @@ if (missing && process.env.CI === 'true') throw new Error(`under CI=true nothing
 if (missing) console.warn(`\n*** SKIPPED: ${missing} ***\n`);
 const browserTest = missing ? (name: string, _fn: () => Promise<void>) => test(name, { skip: `SKIPPED: ${missing}` }, () => undefined) : (name: string, fn: () => Promise<void>) => test(name, { timeout: 180_000 }, fn);
 
-const adminUrl = new URL(process.env.DATABASE_URL ?? '');
-adminUrl.pathname = '/postgres';
-const databaseName = `boxoffice_storefront_${process.pid}`;
 let gateway = '';
 let browser: Browser;
-let stopStart: () => Promise<void> = async () => undefined;
-let output = '';
+let system: StartedSystem | undefined;
 
 before(async () => {
   if (missing) return;
-  const databaseUrl = await ensureDatabase(adminUrl.toString(), databaseName);
-  const [gatewayPort, issuerPort] = [await freePort(), await freePort()];
-  const start = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      OIDC_ISSUER: '',
-      BOOKING_TOPIC: `booking-storefront-${process.pid}`,
-      TRIGGER_GROUP: `storefront-${process.pid}`,
-      GATEWAY_PORT: String(gatewayPort),
-      FUNCTIONS_BASE_PORT: String(await freePortBlock(functionNames().length + 3)),
-      DEV_ISSUER_PORT: String(issuerPort),
-    },
-  });
-  start.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  start.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = once(start, 'exit');
-  stopStart = async () => {
-    if (start.exitCode === null && start.signalCode === null) {
-      start.kill('SIGTERM');
-      await exited;
-    }
-  };
-  for (let attempt = 0; !/gateway ready at/.test(output); attempt++) {
-    assert.ok(attempt < 1_200 && start.exitCode === null, `npm start did not come up:\n${output}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  gateway = `http://127.0.0.1:${gatewayPort}`;
+  system = await startNpmStart('storefront', { OIDC_ISSUER: '' });
+  gateway = system.gateway;
   browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
   await mkdir(screenshots, { recursive: true });
 });
 
 after(async () => {
   await browser?.close();
-  await stopStart();
-  if (!missing) await dropDatabase(adminUrl.toString(), databaseName);
+  await system?.stop();
 });
 
 const axeSource = readFile(new URL(import.meta.resolve('axe-core/axe.min.js')), 'utf8');
@@ -209,7 +175,7 @@ browserTest('an admin signs in to the operator view and sees the events with sol
   const joined = await fetch(`${gateway}/api/v1/queue/3`, { method: 'POST', headers: alice });
   assert.equal(joined.status, 201, await joined.text());
 
-  await page.waitForSelector('#charts figure svg polyline').catch((error: Error) => assert.fail(`no chart: ${error.message}; ${problems.join('; ')}; ${output.slice(-2000)}`));
+  await page.waitForSelector('#charts figure svg polyline').catch((error: Error) => assert.fail(`no chart: ${error.message}; ${problems.join('; ')}; ${system?.output().slice(-2000)}`));
   // Sold and pending together are alice's 3 (pending until the order consumer confirms), and the page refreshes itself.
   const symphonyCells = (n: number, text: string) => `[...document.querySelectorAll('#sales-table tr')].some((tr) => tr.cells[0]?.textContent === 'Symphony at the Harbour' && tr.cells[${n}]?.textContent === '${text}')`;
   await page.waitForFunction(symphonyCells(3, '4997'), { timeout: 30_000 });
