@@ -3,6 +3,7 @@ import { databaseIsUp, pool } from '../shared/db.js';
 import { log } from '../shared/log.js';
 import { labelRegistry } from '../shared/metrics.js';
 import { serveProbes } from '../shared/probes.js';
+import { exitOnStopSignal } from '../shared/stop-on-signal.js';
 import { admitTick, type Tick } from './admitter.js';
 import { admitterSettings } from './settings.js';
 
@@ -42,23 +43,12 @@ try {
     tick();
     log.info({ tickMs: settings.tickMs }, 'admitter admitting');
 
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => {
-        log.info({ signal }, 'admitter stopping');
-        stopping = true;
-        clearTimeout(timer);
-        server.close();
-        ticking
-          .then(() => pool.end())
-          .then(
-            () => process.exit(0),
-            (error: unknown) => {
-              log.error({ err: error }, 'admitter stop failed');
-              process.exit(1);
-            },
-          );
-      });
-    }
+    exitOnStopSignal('admitter', () => {
+      stopping = true;
+      clearTimeout(timer);
+      server.close();
+      return ticking.then(() => pool.end());
+    });
   }
 } catch (error) {
   console.error(error instanceof ConfigError ? `boxoffice admitter: ${error.message}` : error);

@@ -1,10 +1,11 @@
 import pRetry from 'p-retry';
 import { ConfigError } from '../shared/config.js';
 import { databaseIsUp, pool } from '../shared/db.js';
-import { topics } from '../shared/topics.js';
 import { log } from '../shared/log.js';
 import { labelRegistry } from '../shared/metrics.js';
 import { serveProbes } from '../shared/probes.js';
+import { exitOnStopSignal } from '../shared/stop-on-signal.js';
+import { topics } from '../shared/topics.js';
 import { measureOldestPending, prunePublished, redriveStuckBookings } from './redrive.js';
 import { startRelay, type Relay } from './relay.js';
 import { relaySettings } from './settings.js';
@@ -54,26 +55,16 @@ try {
   void checkStuckBookings();
   const reconcile = setInterval(checkStuckBookings, Math.min(settings.redriveAfterMs / 2, 10_000));
 
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      log.info({ signal }, 'relay stopping');
-      clearInterval(reconcile);
-      stopping.abort();
-      server.close();
-      sink
-        .catch(() => undefined)
-        .then(() => relay?.stop())
-        .then(() => wakeup.stop())
-        .then(() => pool.end())
-        .then(
-          () => process.exit(0),
-          (error: unknown) => {
-            log.error({ err: error }, 'relay stop failed');
-            process.exit(1);
-          },
-        );
-    });
-  }
+  exitOnStopSignal('relay', () => {
+    clearInterval(reconcile);
+    stopping.abort();
+    server.close();
+    return sink
+      .catch(() => undefined)
+      .then(() => relay?.stop())
+      .then(() => wakeup.stop())
+      .then(() => pool.end());
+  });
 } catch (error) {
   console.error(error instanceof ConfigError ? `boxoffice relay: ${error.message}` : error);
   process.exit(1);
